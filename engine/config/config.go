@@ -1,0 +1,118 @@
+// Package config turns a TOML file into a validated, typed Config. Keys use
+// PowerMTA's directive names, dashed. Load rejects unknown keys, wrong types,
+// bad durations, sizes, CIDRs and patterns, naming the file, the key and the
+// line, and reports every failed cross-field check at once. It fills
+// defaults, so components read settled values; each receives its own
+// sub-struct. Relative paths are kept as written and resolve against the
+// working directory. A Config is not modified after Load and may be read
+// concurrently.
+package config
+
+import "net/netip"
+
+// Config is the whole daemon configuration.
+type Config struct {
+	Path string `toml:"-"` // the file it was loaded from
+
+	Hostname string `toml:"hostname"`  // banner and default EHLO name
+	SpoolDir string `toml:"spool-dir"` // pebble spool directory
+	LogDir   string `toml:"log-dir"`   // acct-YYYY-MM-DD.csv is written here
+
+	Log         Log                `toml:"log"`
+	Listeners   []Listener         `toml:"listener"`
+	Sources     []Source           `toml:"source"`
+	SMTPUsers   []SMTPUser         `toml:"smtp-user"`
+	DNS         DNS                `toml:"dns"`
+	Delivery    Delivery           `toml:"delivery"`
+	Acct        Acct               `toml:"acct"`
+	BounceRules []BounceRule       `toml:"bounce-rule"`
+	Domains     map[string]*Domain `toml:"domain"` // "*" holds the defaults
+
+	ShutdownTimeout Duration `toml:"shutdown-timeout"` // [30s] time to finish transactions in flight
+}
+
+// Log configures operational logging (zap).
+type Log struct {
+	Format string `toml:"format"` // "json" [default] or "console"
+	Level  string `toml:"level"`  // "debug", "info" [default], "warn", "error"
+}
+
+// Listener is one SMTP injection endpoint.
+type Listener struct {
+	Address     string `toml:"address"`      // "host:port"
+	MaxSessions int    `toml:"max-sessions"` // [200] concurrent sessions; more get 421 4.3.2
+	TLSCert     string `toml:"tls-cert"`     // PEM certificate file; with tls-key enables STARTTLS
+	TLSKey      string `toml:"tls-key"`      // PEM key file
+}
+
+// Source decides what a connecting client may do; matched by CIDR, the most
+// specific prefix wins. A client matching no source is treated as the
+// implicit source 0.0.0.0/0 with every option off.
+type Source struct {
+	CIDR                      CIDR   `toml:"cidr"`
+	AlwaysAllowRelaying       bool   `toml:"always-allow-relaying"`
+	ProcessXJob               bool   `toml:"process-x-job"`
+	ProcessXVirtualMTA        bool   `toml:"process-x-virtual-mta"`
+	DefaultVirtualMTA         string `toml:"default-virtual-mta"`
+	AllowUnencryptedPlainAuth bool   `toml:"allow-unencrypted-plain-auth"`
+	BounceDSN                 bool   `toml:"bounce-dsn"`
+	MaxMessageSize            Size   `toml:"max-message-size"`    // [0 = delivery default 50M]
+	AddReceivedHeader         *bool  `toml:"add-received-header"` // [true]
+}
+
+// SMTPUser is an account that may relay after AUTH PLAIN or LOGIN.
+type SMTPUser struct {
+	Name     string `toml:"name"`
+	Password string `toml:"password"` // plain text, or a bcrypt hash ($2a$/$2b$/$2y$)
+}
+
+// DNS configures the MX resolver.
+type DNS struct {
+	Servers []string `toml:"servers"` // "ip:port"; empty: /etc/resolv.conf
+	Timeout Duration `toml:"timeout"` // [5s] per query
+}
+
+// Delivery holds settings of the outbound SMTP client.
+type Delivery struct {
+	Port           int      `toml:"port"`            // [25] remote SMTP port
+	ConnectTimeout Duration `toml:"connect-timeout"` // [30s]
+	CommandTimeout Duration `toml:"command-timeout"` // [5m] RFC 5321 §4.5.3.2
+	DataTimeout    Duration `toml:"data-timeout"`    // [10m] RFC 5321 §4.5.3.2.6
+	SourceIP       string   `toml:"source-ip"`       // default VMTA's source address; "" lets the kernel choose
+}
+
+// Acct configures the accounting CSV.
+type Acct struct {
+	Records []string `toml:"records"` // record types to write [d, b, t]; "r" adds receptions
+}
+
+// BounceRule is an operator-added classification rule, tried before the
+// built-in ones, in file order.
+type BounceRule struct {
+	Pattern  Regexp `toml:"pattern"`  // matched case-insensitively against "code status text"
+	Category string `toml:"category"` // one of the PowerMTA bounce categories
+}
+
+// Domain holds per-destination settings. In [domain."*"] unset fields take
+// the built-in defaults; in [domain."name"] unset fields inherit "*".
+type Domain struct {
+	MaxSMTPOut          *int       `toml:"max-smtp-out"`           // [20]
+	MaxMsgPerConnection *int       `toml:"max-msg-per-connection"` // [100]; 0 = unlimited
+	RetryAfter          []Duration `toml:"retry-after"`            // [10m]; the last repeats
+	BounceAfter         *Duration  `toml:"bounce-after"`           // [4d12h]
+	Route               *string    `toml:"route"`                  // "host:port" instead of MX
+	UseStartTLS         *bool      `toml:"use-starttls"`           // [true]
+}
+
+// DomainSettings are the effective settings for one destination domain.
+type DomainSettings struct {
+	MaxSMTPOut          int
+	MaxMsgPerConnection int // 0 = unlimited
+	RetryAfter          []Duration
+	BounceAfter         Duration
+	Route               string
+	UseStartTLS         bool
+}
+
+// CIDR is a network prefix that unmarshals from "10.0.0.0/8" or a bare address.
+type CIDR struct{ netip.Prefix }

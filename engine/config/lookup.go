@@ -1,0 +1,74 @@
+package config
+
+import (
+	"net/netip"
+	"slices"
+
+	"time"
+)
+
+// builtinDomain returns the settings of a domain when neither its own
+// [domain."name"] nor [domain."*"] sets them.
+func builtinDomain() DomainSettings {
+	return DomainSettings{
+		MaxSMTPOut:          20,
+		MaxMsgPerConnection: 100,
+		RetryAfter:          []Duration{Duration(10 * time.Minute)},
+		BounceAfter:         Duration(4*24*time.Hour + 12*time.Hour),
+		Route:               "",
+		UseStartTLS:         true,
+	}
+}
+
+// DomainFor returns the effective settings for mail to domain. The match is
+// exact and case-insensitive (a final dot is ignored); a field the domain's
+// table leaves unset comes from [domain."*"], and one "*" leaves unset from
+// the built-in defaults. The RetryAfter slice is the caller's to keep.
+func (c *Config) DomainFor(domain string) DomainSettings {
+	eff := &Domain{}
+	if d := c.Domains[domainKey(domain)]; d != nil && domain != "*" {
+		fillDomain(eff, d)
+	}
+	if d := c.Domains["*"]; d != nil {
+		fillDomain(eff, d)
+	}
+	s := builtinDomain()
+	if eff.MaxSMTPOut != nil {
+		s.MaxSMTPOut = *eff.MaxSMTPOut
+	}
+	if eff.MaxMsgPerConnection != nil {
+		s.MaxMsgPerConnection = *eff.MaxMsgPerConnection
+	}
+	if eff.RetryAfter != nil {
+		s.RetryAfter = slices.Clone(eff.RetryAfter)
+	}
+	if eff.BounceAfter != nil {
+		s.BounceAfter = *eff.BounceAfter
+	}
+	if eff.Route != nil {
+		s.Route = *eff.Route
+	}
+	if eff.UseStartTLS != nil {
+		s.UseStartTLS = *eff.UseStartTLS
+	}
+	return s
+}
+
+// SourceFor returns the [[source]] whose CIDR is the most specific one
+// containing ip; an IPv4-mapped IPv6 address is matched as IPv4. With no
+// match it returns the implicit source: CIDR 0.0.0.0/0, every option off
+// except add-received-header, which Load also sets on every source that
+// leaves it out.
+func (c *Config) SourceFor(ip netip.Addr) Source {
+	ip = ip.Unmap().WithZone("")
+	best := -1
+	for i, s := range c.Sources {
+		if s.CIDR.Contains(ip) && (best < 0 || s.CIDR.Bits() > c.Sources[best].CIDR.Bits()) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return Source{CIDR: CIDR{netip.PrefixFrom(netip.IPv4Unspecified(), 0)}, AddReceivedHeader: ptr(true)}
+	}
+	return c.Sources[best]
+}

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestDomainFor(t *testing.T) {
+	c := mustLoad(t, `
+[[listener]]
+address = "127.0.0.1:0"
+[domain."*"]
+max-smtp-out = 10
+retry-after = ["1m", "1h"]
+route = "127.0.0.1:2526"
+[domain."big.test"]
+max-smtp-out = 50
+use-starttls = false
+[domain."direct.test"]
+route = ""
+max-msg-per-connection = 0
+`)
+	min, hour := Duration(time.Minute), Duration(time.Hour)
+	b := builtinDomain()
+	cases := []struct {
+		domain string
+		want   DomainSettings
+	}{
+		{"other.test", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true}},
+		{"big.test", DomainSettings{50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false}},
+		{"BIG.Test.", DomainSettings{50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false}},
+		{"sub.big.test", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true}},
+		{"direct.test", DomainSettings{10, 0, []Duration{min, hour}, b.BounceAfter, "", true}},
+		{"*", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true}},
+	}
+	for _, tc := range cases {
+		if got := c.DomainFor(tc.domain); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("DomainFor(%q) = %+v, want %+v", tc.domain, got, tc.want)
+		}
+	}
+	got := c.DomainFor("other.test")
+	got.RetryAfter[0] = 0
+	if c.DomainFor("other.test").RetryAfter[0] != min {
+		t.Error("DomainFor's RetryAfter aliases the config")
+	}
+}
+
+func TestDomainForWithoutLoad(t *testing.T) {
+	var c Config
+	if got := c.DomainFor("x.test"); !reflect.DeepEqual(got, builtinDomain()) {
+		t.Errorf("zero Config: DomainFor = %+v, want built-ins", got)
+	}
+	three := 3
+	c.Domains = map[string]*Domain{"x.test": {MaxSMTPOut: &three}}
+	want := builtinDomain()
+	want.MaxSMTPOut = 3
+	if got := c.DomainFor("x.test"); !reflect.DeepEqual(got, want) {
+		t.Errorf("no \"*\": DomainFor = %+v, want %+v", got, want)
+	}
+}
+
+func TestSourceFor(t *testing.T) {
+	c := mustLoad(t, `
+[[listener]]
+address = "127.0.0.1:0"
+[[source]]
+cidr = "127.0.0.0/8"
+default-virtual-mta = "wide"
+[[source]]
+cidr = "127.0.0.1"
+default-virtual-mta = "host"
+[[source]]
+cidr = "127.0.0.0/16"
+default-virtual-mta = "mid"
+[[source]]
+cidr = "::1"
+default-virtual-mta = "v6"
+`)
+	cases := []struct{ ip, want, cidr string }{
+		{"127.0.0.1", "host", "127.0.0.1/32"},
+		{"127.0.9.9", "mid", "127.0.0.0/16"},
+		{"127.9.9.9", "wide", "127.0.0.0/8"},
+		{"::ffff:127.0.0.1", "host", "127.0.0.1/32"},
+		{"::1", "v6", "::1/128"},
+		{"10.0.0.1", "", "0.0.0.0/0"},
+		{"2001:db8::1", "", "0.0.0.0/0"},
+	}
+	for _, tc := range cases {
+		s := c.SourceFor(netip.MustParseAddr(tc.ip))
+		if s.DefaultVirtualMTA != tc.want || s.CIDR.String() != tc.cidr {
+			t.Errorf("SourceFor(%s) = %q %s, want %q %s", tc.ip, s.DefaultVirtualMTA, s.CIDR, tc.want, tc.cidr)
+		}
+	}
+	for _, s := range append(c.Sources, c.SourceFor(netip.MustParseAddr("10.0.0.1"))) {
+		if s.AddReceivedHeader == nil || !*s.AddReceivedHeader {
+			t.Errorf("source %s: add-received-header not defaulted to true", s.CIDR)
+		}
+	}
+	if s := c.SourceFor(netip.Addr{}); s.CIDR.String() != "0.0.0.0/0" || s.AlwaysAllowRelaying {
+		t.Errorf("SourceFor(invalid) = %+v", s)
+	}
+}
