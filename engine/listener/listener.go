@@ -88,16 +88,14 @@ func New(lcfgs []config.Listener, opts Options) (*Server, error) {
 		srv.TLSConfig = tlsCfg
 		srv.MaxMessageBytes = p.maxSize
 		srv.MaxRecipients = 1000
-		srv.MaxLineLength = 2000              // command lines; RFC 5321 §4.5.3.1.4 asks for at least 512
-		srv.AllowInsecureAuth = true          // gated per source in AuthMechanisms
-		srv.EnableSMTPUTF8 = true             // RFC 6531
-		srv.EnableDSN = true                  // RFC 3461
-		srv.ReadTimeout = 5 * time.Minute     // RFC 5321 §4.5.3.2.7
+		srv.MaxLineLength = 2000          // command lines; RFC 5321 §4.5.3.1.4 asks for at least 512
+		srv.AllowInsecureAuth = true      // gated per source in AuthMechanisms
+		srv.EnableSMTPUTF8 = true         // RFC 6531
+		srv.EnableDSN = true              // RFC 3461
+		srv.ReadTimeout = 5 * time.Minute // RFC 5321 §4.5.3.2.7
 		srv.WriteTimeout = time.Minute
 		srv.ErrorLog = zapErrorLog{opts.Log}
-		srv.MaxLineLength = 2000
 		s.servers = append(s.servers, srv)
-		_ = lc
 	}
 	return s, nil
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sluice-mta/sluice/engine/acct"
+	"github.com/sluice-mta/sluice/engine/bounce"
+	"github.com/sluice-mta/sluice/engine/config"
+	"github.com/sluice-mta/sluice/engine/dns"
+	"github.com/sluice-mta/sluice/engine/listener"
+	"github.com/sluice-mta/sluice/engine/queue"
+	"github.com/sluice-mta/sluice/engine/spool"
+)
+
+// errLogged marks an error already reported through the logger.
+var errLogged = errors.New("logged")
+
+func checkConfig(path string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d listener(s), %d source(s), %d domain block(s))\n",
+		cfg.Path, len(cfg.Listeners), len(cfg.Sources), len(cfg.Domains))
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		ec := zap.NewDevelopmentEncoderConfig()
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
+}
+
+// serve wires the components once and runs them until ctx ends (SIGTERM):
+// then the listeners stop accepting, transactions in flight finish within
+// shutdown-timeout, and everything else stays in the spool.
+func serve(ctx context.Context, path string, stderr io.Writer) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		return fmt.Errorf("log-dir: %w", err)
+	}
+	sp, err := spool.Open(cfg.SpoolDir, log.Named("spool"))
+	if err != nil {
+		return fmt.Errorf("spool-dir %s: %w", cfg.SpoolDir, err)
+	}
+	defer sp.Close()
+
+	aw, err := acct.Open(acct.Options{Dir: cfg.LogDir, Records: cfg.Acct.Records}, log.Named("acct"))
+	if err != nil {
+		return fmt.Errorf("acct: %w", err)
+	}
+	acctCtx, stopAcct := context.WithCancel(context.Background())
+	acctDone := make(chan struct{})
+	go func() { defer close(acctDone); aw.Run(acctCtx) }()
+	defer func() { stopAcct(); <-acctDone; aw.Close() }()
+
+	res, err := dns.New(dns.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D()}, log.Named("dns"))
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+
+	var rules []bounce.Rule
+	for _, r := range cfg.BounceRules {
+		rules = append(rules, bounce.Rule{Pattern: r.Pattern.Regexp, Category: r.Category})
+	}
+	var src netip.Addr
+	if cfg.Delivery.SourceIP != "" {
+		src, _ = netip.ParseAddr(cfg.Delivery.SourceIP)
+	}
+	sch := queue.New(queue.Options{
+		Hostname:   cfg.Hostname,
+		VMTA:       queue.VMTA{Name: "default", SourceIP: src, Hostname: cfg.Hostname},
+		Domains:    cfg.DomainFor,
+		Delivery:   cfg.Delivery,
+		Store:      sp,
+		Resolver:   res,
+		Acct:       aw,
+		Classifier: bounce.NewClassifier(rules),
+		Log:        log.Named("queue"),
+	})
+	sch.Start()
+	n, err := sch.Recover()
+	if err != nil {
+		sch.Stop(context.Background())
+		return fmt.Errorf("spool recovery: %w", err)
+	}
+	log.Info("spool recovered", zap.Int("messages", n))
+
+	in, err := listener.New(cfg.Listeners, listener.Options{
+		Hostname: cfg.Hostname,
+		Sources:  cfg.Sources,
+		Users:    cfg.SMTPUsers,
+		Spool:    sp,
+		Queue:    sch,
+		Log:      log.Named("listener"),
+	})
+	if err == nil {
+		err = in.Listen(cfg.Listeners)
+	}
+	if err != nil {
+		sch.Stop(context.Background())
+		return err
+	}
+	log.Info("sluice started", zap.String("hostname", cfg.Hostname), zap.String("version", version))
+
+	<-ctx.Done()
+	log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout.D()))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancel()
+	in.Shutdown(sctx)
+	sch.Stop(sctx)
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,204 @@
+package queue
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-mta/sluice/engine/delivery"
+	"github.com/sluice-mta/sluice/engine/dns"
+	"github.com/sluice-mta/sluice/engine/reply"
+)
+
+// target is one address to try for a queue.
+type target struct {
+	host string // MX host name (or route host)
+	addr string // "ip:port"
+}
+
+// runConn is one outbound connection of q: resolve, connect (trying MX
+// hosts in order), then send ready items until the queue runs dry, the
+// per-connection limit is reached, the connection breaks or we stop.
+func (s *Scheduler) runConn(q *queue) {
+	failed := false
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("delivery goroutine panicked", zap.String("queue", q.name), zap.Any("panic", p), zap.Stack("stack"))
+			failed = true
+		}
+		s.connDone(q, failed)
+	}()
+	ctx := s.hardCtx
+	targets, err := s.targets(ctx, q)
+	if err != nil {
+		s.failQueue(q, reply.From(err), nil)
+		failed = true
+		return
+	}
+	conn, err := s.dial(ctx, q, targets)
+	if err != nil {
+		r := reply.From(err)
+		if r.Permanent() { // a refusal at connection level is never a bounce by itself
+			r = reply.Wrap(451, reply.Status{4, 4, 0}, r.Error(), r)
+		}
+		s.failQueue(q, r, nil)
+		failed = true
+		return
+	}
+	defer conn.Quit()
+	info := connInfoOf(conn)
+	limit := q.settings.MaxMsgPerConnection
+	for sent := 0; limit == 0 || sent < limit; sent++ {
+		it := s.next(q)
+		if it == nil {
+			return
+		}
+		if !s.deliver(ctx, conn, it, info) {
+			return
+		}
+	}
+}
+
+// connDone accounts for a finished connection goroutine and starts another
+// when mail is still waiting (e.g. after max-msg-per-connection).
+func (s *Scheduler) connDone(q *queue, failed bool) {
+	q.mu.Lock()
+	q.active--
+	again := !failed && len(q.ready) > 0 && q.active < q.settings.MaxSMTPOut && s.runCtx.Err() == nil
+	if again {
+		q.active++
+	}
+	q.mu.Unlock()
+	if again {
+		s.spawn(q)
+	}
+}
+
+// next returns the next ready item of q, waiting up to IdleTimeout for one
+// to arrive; nil means none came, or we are stopping.
+func (s *Scheduler) next(q *queue) *item {
+	q.mu.Lock()
+	if s.runCtx.Err() != nil {
+		q.mu.Unlock()
+		return nil
+	}
+	if it := q.popLocked(); it != nil {
+		q.mu.Unlock()
+		return it
+	}
+	ch := make(chan *item, 1)
+	q.idle = append(q.idle, ch)
+	q.mu.Unlock()
+	t := time.NewTimer(s.opts.IdleTimeout)
+	defer t.Stop()
+	select {
+	case it := <-ch:
+		return it
+	case <-t.C:
+	case <-s.runCtx.Done():
+	}
+	q.mu.Lock()
+	removed := q.removeIdleLocked(ch)
+	q.mu.Unlock()
+	if !removed { // handed over while we were giving up: take it
+		return <-ch
+	}
+	return nil
+}
+
+// targets lists the addresses to try for q's domain: the configured route,
+// an address literal, or the MX hosts in preference order (RFC 5321 §5.1).
+func (s *Scheduler) targets(ctx context.Context, q *queue) ([]target, error) {
+	port := strconv.Itoa(s.opts.Delivery.Port)
+	if r := q.settings.Route; r != "" {
+		host, p, err := net.SplitHostPort(r)
+		if err != nil {
+			return nil, reply.Wrap(451, reply.Status{4, 3, 5}, "bad route", err)
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			return []target{{host: host, addr: net.JoinHostPort(ip.String(), p)}}, nil
+		}
+		ips, err := s.opts.Resolver.LookupIP(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		var ts []target
+		for _, ip := range ips {
+			ts = append(ts, target{host: host, addr: net.JoinHostPort(ip.String(), p)})
+		}
+		return ts, nil
+	}
+	if strings.HasPrefix(q.domain, "[") && strings.HasSuffix(q.domain, "]") {
+		lit := strings.TrimPrefix(strings.TrimSuffix(q.domain[1:], "]"), "ipv6:")
+		ip, err := netip.ParseAddr(lit)
+		if err != nil {
+			return nil, reply.New(550, reply.Status{5, 1, 2}, "bad address literal")
+		}
+		return []target{{host: q.domain, addr: net.JoinHostPort(ip.String(), port)}}, nil
+	}
+	hosts, err := s.opts.Resolver.Route(ctx, q.domain)
+	if err != nil {
+		return nil, err
+	}
+	var ts []target
+	for _, h := range hosts {
+		for _, ip := range h.IPs {
+			ts = append(ts, target{host: h.Name, addr: net.JoinHostPort(ip.String(), port)})
+		}
+	}
+	if len(ts) == 0 {
+		return nil, reply.New(451, reply.Status{4, 4, 4}, "no usable address for destination")
+	}
+	return ts, nil
+}
+
+// dial tries each target in turn; if one fails to connect, the next is
+// tried (RFC 5321 §5.1).
+func (s *Scheduler) dial(ctx context.Context, q *queue, ts []target) (*delivery.Conn, error) {
+	cfg := delivery.Config{
+		LocalIP:        q.vmta.SourceIP,
+		Helo:           q.vmta.Hostname,
+		UseStartTLS:    q.settings.UseStartTLS,
+		ConnectTimeout: s.opts.Delivery.ConnectTimeout.D(),
+		CommandTimeout: s.opts.Delivery.CommandTimeout.D(),
+		DataTimeout:    s.opts.Delivery.DataTimeout.D(),
+	}
+	var lastErr error
+	for _, t := range ts {
+		c, err := delivery.Dial(ctx, t.addr, t.host, cfg)
+		if err == nil {
+			return c, nil
+		}
+		s.log.Debug("connect failed", zap.String("queue", q.name), zap.String("mx", t.host), zap.String("addr", t.addr), zap.Error(err))
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// connInfo describes a connection for the acct record.
+type connInfo struct {
+	mta, srcIP, dstIP, esmtp, tlsProto, tlsCipher string
+}
+
+func connInfoOf(c *delivery.Conn) *connInfo {
+	ci := &connInfo{
+		mta:   c.RemoteHost() + " (" + c.RemoteIP() + ")",
+		srcIP: c.LocalIP(),
+		dstIP: c.RemoteIP(),
+		esmtp: strings.Join(c.Extensions(), ","),
+	}
+	if v, ciph, ok := c.TLS(); ok {
+		ci.tlsProto, ci.tlsCipher = v, ciph
+	}
+	return ci
+}
+
+var _ Resolver = (*dns.Resolver)(nil)

@@ -1,0 +1,316 @@
+// Package queue is the scheduler. It keeps one queue per destination domain
+// and VMTA, named "domain/vmta" as in PowerMTA; ready mail goes out over up
+// to max-smtp-out connections per queue, each reused for up to
+// max-msg-per-connection messages, and deferred mail waits in a timer heap
+// keyed by its next attempt. Memory holds recipient metadata only; bodies
+// are read from the spool when a connection is ready to send them.
+package queue
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-mta/sluice/engine/acct"
+	"github.com/sluice-mta/sluice/engine/config"
+	"github.com/sluice-mta/sluice/engine/dns"
+	"github.com/sluice-mta/sluice/engine/spool"
+)
+
+// VMTA is a virtual MTA: a source address and the name it greets with.
+type VMTA struct {
+	Name     string
+	SourceIP netip.Addr // invalid: the kernel chooses
+	Hostname string
+}
+
+// Store is the part of the spool the scheduler uses.
+type Store interface {
+	NewID() string
+	Put(ctx context.Context, m *spool.Message, body []byte) error
+	Body(id string) ([]byte, error)
+	Update(id string, idx []int, rcpts []spool.Rcpt) error
+	Scan(fn func(m *spool.Message) error) error
+}
+
+// Resolver finds where a domain's mail goes.
+type Resolver interface {
+	Route(ctx context.Context, domain string) ([]dns.Host, error)
+	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// Accounter records outcomes (the acct CSV).
+type Accounter interface {
+	Write(r *acct.Record)
+}
+
+// Classifier maps a reply to a bounce category.
+type Classifier interface {
+	Classify(code int, status, text string) string
+}
+
+// Options wire the scheduler.
+type Options struct {
+	Hostname    string // ours: Reporting-MTA of DSNs
+	VMTA        VMTA   // the default VMTA
+	Domains     func(domain string) config.DomainSettings
+	Delivery    config.Delivery
+	Store       Store
+	Resolver    Resolver
+	Acct        Accounter
+	Classifier  Classifier
+	Log         *zap.Logger
+	Now         func() time.Time
+	IdleTimeout time.Duration // how long an idle connection waits for more mail [2s]
+}
+
+// Scheduler owns the queues, the retry timers and the delivery goroutines.
+type Scheduler struct {
+	opts Options
+	log  *zap.Logger
+
+	mu     sync.Mutex
+	queues map[string]*queue
+	closed bool
+	wg     sync.WaitGroup // connection goroutines
+
+	timers *timers
+
+	runCtx     context.Context // cancelled when Stop begins: take no new work
+	stopRun    context.CancelFunc
+	hardCtx    context.Context // cancelled when the shutdown timeout runs out: abort I/O
+	stopHard   context.CancelFunc
+	timersDone chan struct{}
+}
+
+// New returns a scheduler; Start sets it running.
+func New(opts Options) *Scheduler {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 2 * time.Second
+	}
+	s := &Scheduler{opts: opts, log: opts.Log, queues: make(map[string]*queue)}
+	s.runCtx, s.stopRun = context.WithCancel(context.Background())
+	s.hardCtx, s.stopHard = context.WithCancel(context.Background())
+	s.timers = newTimers(opts.Now)
+	s.timersDone = make(chan struct{})
+	return s
+}
+
+// Start runs the retry-timer loop. Connections start on demand as mail
+// becomes ready.
+func (s *Scheduler) Start() {
+	go func() {
+		defer close(s.timersDone)
+		s.timers.run(s.runCtx, s.makeReady)
+	}()
+}
+
+// Stop lets every connection finish the transaction it is in, then returns.
+// When ctx ends first, transactions in flight are aborted (and their
+// recipients stay pending in the spool).
+func (s *Scheduler) Stop(ctx context.Context) {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stopRun()
+	<-s.timersDone
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.stopHard()
+		<-done
+	}
+	s.stopHard()
+}
+
+// Enqueue takes a message that is already durable and queues each of its
+// pending recipients, grouped by domain: one transaction carries all of a
+// message's recipients at one domain.
+func (s *Scheduler) Enqueue(m *spool.Message) {
+	msg := &message{id: m.ID, env: m.Env, rcpts: m.Rcpts}
+	for i := range m.Rcpts {
+		if m.Rcpts[i].State == spool.Pending {
+			s.accountReceipt(msg, i)
+		}
+	}
+	s.schedule(msg)
+}
+
+// Recover queues every unfinished recipient found in the spool. Call it
+// once, after Start and before the listener opens.
+func (s *Scheduler) Recover() (int, error) {
+	n := 0
+	err := s.opts.Store.Scan(func(m *spool.Message) error {
+		n++
+		s.schedule(&message{id: m.ID, env: m.Env, rcpts: m.Rcpts})
+		return nil
+	})
+	return n, err
+}
+
+func (s *Scheduler) schedule(msg *message) {
+	byDomain := make(map[string][]int)
+	var order []string
+	for i, r := range msg.rcpts {
+		if r.State != spool.Pending {
+			continue
+		}
+		d := domainOf(r.Addr)
+		if _, ok := byDomain[d]; !ok {
+			order = append(order, d)
+		}
+		byDomain[d] = append(byDomain[d], i)
+	}
+	now := s.opts.Now()
+	for _, d := range order {
+		q := s.queueFor(d, msg.env.VMTA)
+		idx := byDomain[d]
+		for len(idx) > 0 {
+			n := min(len(idx), maxRcptsPerTransaction)
+			it := &item{msg: msg, domain: d, idx: idx[:n:n], q: q}
+			idx = idx[n:]
+			for _, i := range it.idx {
+				if n := msg.rcpts[i].NextAttempt; n.After(it.next) {
+					it.next = n
+				}
+			}
+			if it.next.After(now) {
+				s.timers.push(it)
+			} else {
+				s.makeReady(it)
+			}
+		}
+	}
+}
+
+// maxRcptsPerTransaction caps the recipients sent in one transaction: RFC
+// 5321 §4.5.3.1.8 obliges servers to take only 100, and it keeps a pipelined
+// group small enough not to deadlock (RFC 2920 §3.1).
+const maxRcptsPerTransaction = 100
+
+// queueFor returns the queue "domain/vmta", creating it. Until pools exist
+// every message uses the default VMTA.
+func (s *Scheduler) queueFor(domain, _ string) *queue {
+	v := s.opts.VMTA
+	name := domain + "/" + v.Name
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[name]
+	if q == nil {
+		q = &queue{name: name, domain: domain, vmta: v, settings: s.opts.Domains(domain)}
+		s.queues[name] = q
+	}
+	return q
+}
+
+// makeReady hands an item to an idle connection of its queue, or appends it
+// to the ready list and opens a connection if the queue may have another.
+func (s *Scheduler) makeReady(it *item) {
+	q := it.q
+	q.mu.Lock()
+	if n := len(q.idle); n > 0 {
+		ch := q.idle[n-1]
+		q.idle = q.idle[:n-1]
+		q.mu.Unlock()
+		ch <- it // buffered: never blocks
+		return
+	}
+	q.ready = append(q.ready, it)
+	spawn := q.active < q.settings.MaxSMTPOut
+	if spawn {
+		q.active++
+	}
+	q.mu.Unlock()
+	if spawn {
+		s.spawn(q)
+	}
+}
+
+// spawn starts a connection goroutine for q; q.active is already counted.
+func (s *Scheduler) spawn(q *queue) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		q.mu.Lock()
+		q.active--
+		q.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.runConn(q)
+	}()
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
+
+// message is the in-memory view of one spooled message: its envelope and
+// recipient states. Items of several domains may share it; mu guards rcpts.
+type message struct {
+	id    string
+	env   spool.Envelope
+	mu    sync.Mutex
+	rcpts []spool.Rcpt
+}
+
+// item is one delivery unit: the recipients of one message at one domain.
+type item struct {
+	msg     *message
+	domain  string
+	idx     []int
+	q       *queue
+	next    time.Time
+	heapIdx int
+}
+
+// queue is "domain/vmta": its ready list, its connections and its settings.
+type queue struct {
+	name     string
+	domain   string
+	vmta     VMTA
+	settings config.DomainSettings
+
+	mu     sync.Mutex
+	ready  []*item
+	active int          // connection goroutines
+	idle   []chan *item // connections waiting for work
+}
+
+func (q *queue) popLocked() *item {
+	if len(q.ready) == 0 {
+		return nil
+	}
+	it := q.ready[0]
+	q.ready[0] = nil
+	q.ready = q.ready[1:]
+	return it
+}
+
+func (q *queue) removeIdleLocked(ch chan *item) bool {
+	for i, c := range q.idle {
+		if c == ch {
+			q.idle = append(q.idle[:i], q.idle[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
