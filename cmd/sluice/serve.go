@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"sync"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -136,8 +137,13 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout.D()))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 	defer cancel()
-	in.Shutdown(sctx)
-	sch.Stop(sctx)
+	// Both at once: deliveries in flight finish while the last injected
+	// messages are being spooled (they stay pending and are recovered).
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); in.Shutdown(sctx) }()
+	go func() { defer wg.Done(); sch.Stop(sctx) }()
+	wg.Wait()
 	log.Info("stopped")
 	return nil
 }

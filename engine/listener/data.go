@@ -26,6 +26,8 @@ const putTimeout = 60 * time.Second
 // durable. The 250 that go-smtp sends when Data returns nil therefore means
 // "fsynced" (RFC 5321 §6.1).
 func (s *session) Data(r io.Reader) error {
+	s.srv.markBusy(s, true)
+	defer s.srv.markBusy(s, false)
 	if s.from == nil || len(s.rcpts) == 0 {
 		return toWire(reply.New(503, reply.Status{5, 5, 1}, "need RCPT before DATA"))
 	}

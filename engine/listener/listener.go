@@ -20,6 +20,10 @@ import (
 	"github.com/sluice-mta/sluice/engine/spool"
 )
 
+// readTimeout bounds each read from a client: RFC 5321 §4.5.3.2.7 asks
+// servers to wait at least 5 minutes for the next command.
+const readTimeout = 5 * time.Minute
+
 // DefaultMaxMessageSize applies to sources without max-message-size.
 const DefaultMaxMessageSize = 50 << 20
 
@@ -48,13 +52,25 @@ type Options struct {
 
 // Server runs the configured listeners.
 type Server struct {
-	opts     Options
-	policy   *policy
-	servers  []*smtp.Server
-	lns      []net.Listener
+	opts    Options
+	policy  *policy
+	servers []*smtp.Server
+	lns     []net.Listener
+	wg      sync.WaitGroup
+
 	mu       sync.Mutex
-	wg       sync.WaitGroup
-	shutdown bool
+	sessions map[*session]struct{}
+}
+
+// track adds or removes a live session.
+func (s *Server) track(sess *session, live bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if live {
+		s.sessions[sess] = struct{}{}
+	} else {
+		delete(s.sessions, sess)
+	}
 }
 
 // New prepares servers for the given listener configs; Listen binds them.
@@ -72,7 +88,7 @@ func New(lcfgs []config.Listener, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, policy: p}
+	s := &Server{opts: opts, policy: p, sessions: make(map[*session]struct{})}
 	for _, lc := range lcfgs {
 		var tlsCfg *tls.Config
 		if lc.TLSCert != "" {
@@ -140,22 +156,63 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// Shutdown stops accepting, waits for sessions to end until ctx is done,
-// then closes whatever is left. A transaction that was being spooled
-// finishes first: Put is not interrupted.
-func (s *Server) Shutdown(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, srv := range s.servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Shutdown(ctx); err != nil {
-				srv.Close()
-			}
-		}()
+// markBusy flags a session inside DATA. Under the same lock as Shutdown's
+// sweep, so a sweep that ran just before DATA began cannot cut it: the
+// read deadline is renewed here.
+func (s *Server) markBusy(sess *session, busy bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess.busy = busy
+	if busy {
+		sess.conn.Conn().SetReadDeadline(time.Now().Add(readTimeout))
 	}
-	wg.Wait()
-	s.wg.Wait()
+}
+
+// Shutdown stops accepting and ends idle sessions (go-smtp answers them
+// 421 4.4.2 as on a read timeout); a session inside DATA finishes its
+// transaction first, so a message being spooled still gets its 250. When
+// ctx ends, whatever remains is closed.
+func (s *Server) Shutdown(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for _, srv := range s.servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				srv.Shutdown(ctx)
+			}()
+		}
+		wg.Wait()
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for sess := range s.sessions {
+			if !sess.busy {
+				// Repeated on every tick: go-smtp renews the deadline before each read.
+				sess.conn.Conn().SetReadDeadline(time.Now())
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			s.wg.Wait()
+			return
+		case <-ctx.Done():
+			s.mu.Lock()
+			for sess := range s.sessions {
+				sess.conn.Conn().Close()
+			}
+			s.mu.Unlock()
+			<-done
+			s.wg.Wait()
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 type zapErrorLog struct{ log *zap.Logger }

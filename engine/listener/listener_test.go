@@ -285,3 +285,54 @@ func TestSessionLimit(t *testing.T) {
 		t.Fatalf("5th session got %q, want 421 4.3.2", line)
 	}
 }
+
+func TestShutdownFinishesDataAndEndsIdleSessions(t *testing.T) {
+	sp := &memSpool{}
+	lc := []config.Listener{{Address: "127.11.0.1:0", MaxSessions: 10}}
+	s, err := New(lc, Options{
+		Hostname: "mta.test",
+		Sources:  []config.Source{{CIDR: prefix("127.11.0.0/24"), AlwaysAllowRelaying: true}},
+		Spool:    sp, Queue: nopQueue{}, Log: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(lc); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addrs()[0].String()
+
+	idle := dial(t, "127.11.0.6", addr)
+	busy := dial(t, "127.11.0.7", addr)
+	busy.cmd("MAIL FROM:<s@example.test>", "250")
+	busy.cmd("RCPT TO:<a@d1.test>", "250")
+	busy.cmd("DATA", "354")
+	fmt.Fprint(busy.c, "Subject: half\r\n\r\n") // the body is still coming
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopped := make(chan struct{})
+	t0 := time.Now()
+	go func() { s.Shutdown(ctx); close(stopped) }()
+
+	// The idle session is told 421 and closed promptly.
+	if r := idle.read(); !strings.HasPrefix(r, "421") {
+		t.Errorf("idle session got %q, want 421", r)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("idle session ended after %v", d)
+	}
+	// New connections are refused.
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("listener still accepts during shutdown")
+	}
+	// The transaction in DATA completes and is acknowledged.
+	time.Sleep(200 * time.Millisecond)
+	fmt.Fprint(busy.c, "rest of body\r\n.\r\n")
+	busy.expect("250")
+	<-stopped
+	if len(sp.msgs) != 1 {
+		t.Fatalf("spooled %d messages, want 1", len(sp.msgs))
+	}
+}

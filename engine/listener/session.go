@@ -26,7 +26,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	_, isTLS := c.TLSConnectionState()
 	src := b.s.policy.source(ip)
-	return &session{
+	sess := &session{
 		srv:  b.s,
 		conn: c,
 		ip:   ip,
@@ -34,7 +34,9 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		tls:  isTLS,
 		helo: c.Hostname(),
 		log:  b.s.opts.Log.With(zap.String("client_ip", ip.String())),
-	}, nil
+	}
+	b.s.track(sess, true)
+	return sess, nil
 }
 
 // session is one SMTP client conversation. go-smtp calls its methods from
@@ -48,6 +50,7 @@ type session struct {
 	helo     string
 	authUser string
 	log      *zap.Logger
+	busy     bool // inside Data: shutdown lets it finish; guarded by srv.mu
 
 	// the transaction in progress
 	from  *string
@@ -61,7 +64,12 @@ func (s *session) Reset() {
 	s.rcpts = nil
 }
 
-func (s *session) Logout() error { return nil }
+// Logout is called when the connection ends (and before a new session
+// replaces this one after STARTTLS).
+func (s *session) Logout() error {
+	s.srv.track(s, false)
+	return nil
+}
 
 // Mail starts a transaction (RFC 5321 §4.1.1.2).
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
