@@ -173,6 +173,7 @@ func (s *Server) markBusy(sess *session, busy bool) {
 // transaction first, so a message being spooled still gets its 250. When
 // ctx ends, whatever remains is closed.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.closeListeners() // at once: no new session from here on
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
