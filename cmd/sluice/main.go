@@ -17,6 +17,7 @@ const usage = `usage: sluice <command> [flags]
 
 commands:
   serve         --config FILE   run the daemon
+                [--pprof ADDR]  also serve Go profiles (net/http/pprof) on a loopback ADDR
   check-config  --config FILE   validate a configuration and exit
   version                       print the version
 `
@@ -39,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		path := fs.String("config", "", "configuration file (TOML)")
+		pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 		if err := fs.Parse(rest); err != nil {
 			return 2
 		}
@@ -51,6 +53,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
+		if *pprofAddr != "" {
+			stopPprof, err := startPprof(*pprofAddr)
+			if err != nil {
+				fmt.Fprintf(stderr, "sluice serve: --pprof: %v\n", err)
+				return 2
+			}
+			defer stopPprof()
+		}
 		if err := serve(ctx, *path, stderr); err != nil {
 			if !errors.Is(err, errLogged) {
 				fmt.Fprintf(stderr, "sluice serve: %v\n", err)
