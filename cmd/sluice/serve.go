@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mta/sluice/engine/listener"
 	"github.com/sluice-mta/sluice/engine/queue"
 	"github.com/sluice-mta/sluice/engine/spool"
+	"github.com/sluice-mta/sluice/pools"
 )
 
 // errLogged marks an error already reported through the logger.
@@ -93,14 +94,19 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	for _, r := range cfg.BounceRules {
 		rules = append(rules, bounce.Rule{Pattern: r.Pattern.Regexp, Category: r.Category})
 	}
-	var src netip.Addr
-	if cfg.Delivery.SourceIP != "" {
-		src, _ = netip.ParseAddr(cfg.Delivery.SourceIP)
+	reg := pools.New(cfg, pools.Options{Counters: sp, Log: log.Named("pools")})
+	if len(cfg.VirtualMTAs) > 0 {
+		// A warning only: check forward-confirmed reverse DNS off the start path.
+		ptrCtx, stopPTR := context.WithTimeout(ctx, 30*time.Second)
+		ptrDone := make(chan struct{})
+		go func() { defer close(ptrDone); reg.CheckReverseDNS(ptrCtx, res.LookupPTR) }()
+		defer func() { stopPTR(); <-ptrDone }()
 	}
 	sch := queue.New(queue.Options{
 		Hostname:   cfg.Hostname,
-		VMTA:       queue.VMTA{Name: "default", SourceIP: src, Hostname: cfg.Hostname},
-		Domains:    cfg.DomainFor,
+		Pools:      reg,
+		Domains:    cfg.DomainForVMTA,
+		Rules:      cfg.Rules,
 		Delivery:   cfg.Delivery,
 		Store:      sp,
 		Resolver:   res,
@@ -122,6 +128,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		Users:    cfg.SMTPUsers,
 		Spool:    sp,
 		Queue:    sch,
+		VMTAs:    reg,
 		Log:      log.Named("listener"),
 	})
 	if err == nil {

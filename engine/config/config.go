@@ -28,6 +28,10 @@ type Config struct {
 	BounceRules []BounceRule       `toml:"bounce-rule"`
 	Domains     map[string]*Domain `toml:"domain"` // "*" holds the defaults
 
+	VirtualMTAs  []VirtualMTA             `toml:"virtual-mta"`
+	Pools        []VirtualMTAPool         `toml:"virtual-mta-pool"`
+	PatternLists map[string][]PatternRule `toml:"smtp-pattern-list"`
+
 	ShutdownTimeout Duration `toml:"shutdown-timeout"` // [30s] time to finish transactions in flight
 }
 
@@ -64,6 +68,8 @@ type Source struct {
 type SMTPUser struct {
 	Name     string `toml:"name"`
 	Password string `toml:"password"` // plain text, or a bcrypt hash ($2a$/$2b$/$2y$)
+
+	DefaultVirtualMTA string `toml:"default-virtual-mta"` // VMTA or pool for this user's mail
 }
 
 // DNS configures the MX resolver.
@@ -102,6 +108,7 @@ type Domain struct {
 	BounceAfter         *Duration  `toml:"bounce-after"`           // [4d12h]
 	Route               *string    `toml:"route"`                  // "host:port" instead of MX
 	UseStartTLS         *bool      `toml:"use-starttls"`           // [true]
+	SMTPPatternList     *string    `toml:"smtp-pattern-list"`      // name of a [[smtp-pattern-list.NAME]] list
 }
 
 // DomainSettings are the effective settings for one destination domain.
@@ -112,6 +119,7 @@ type DomainSettings struct {
 	BounceAfter         Duration
 	Route               string
 	UseStartTLS         bool
+	SMTPPatternList     string
 }
 
 // CIDR is a network prefix that unmarshals from "10.0.0.0/8" or a bare address.

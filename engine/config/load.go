@@ -316,6 +316,9 @@ func fillDomain(d, from *Domain) {
 	if d.UseStartTLS == nil {
 		d.UseStartTLS = from.UseStartTLS
 	}
+	if d.SMTPPatternList == nil {
+		d.SMTPPatternList = from.SMTPPatternList
+	}
 }
 
 // normalizeDomains rekeys Domains by lower-case name without a final dot.
@@ -329,6 +332,17 @@ func (c *Config) normalizeDomains() {
 		m[domainKey(name)] = d
 	}
 	c.Domains = m
+	for i := range c.VirtualMTAs {
+		v := &c.VirtualMTAs[i]
+		vm := make(map[string]*Domain, len(v.Domains))
+		for name, d := range v.Domains {
+			if d == nil {
+				d = &Domain{}
+			}
+			vm[domainKey(name)] = d
+		}
+		v.Domains = vm
+	}
 }
 
 func domainKey(name string) string {

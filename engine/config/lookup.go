@@ -25,8 +25,28 @@ func builtinDomain() DomainSettings {
 // table leaves unset comes from [domain."*"], and one "*" leaves unset from
 // the built-in defaults. The RetryAfter slice is the caller's to keep.
 func (c *Config) DomainFor(domain string) DomainSettings {
+	return c.DomainForVMTA(domain, "")
+}
+
+// DomainForVMTA is DomainFor for mail leaving through the named virtual
+// MTA. The cascade, most specific first: [virtual-mta.domain."name"],
+// [domain."name"], [virtual-mta.domain."*"], [domain."*"], built-ins.
+func (c *Config) DomainForVMTA(domain, vmta string) DomainSettings {
 	eff := &Domain{}
-	if d := c.Domains[domainKey(domain)]; d != nil && domain != "*" {
+	var vd map[string]*Domain
+	for i := range c.VirtualMTAs {
+		if c.VirtualMTAs[i].Name == vmta {
+			vd = c.VirtualMTAs[i].Domains
+		}
+	}
+	key := domainKey(domain)
+	if d := vd[key]; d != nil && domain != "*" {
+		fillDomain(eff, d)
+	}
+	if d := c.Domains[key]; d != nil && domain != "*" {
+		fillDomain(eff, d)
+	}
+	if d := vd["*"]; d != nil {
 		fillDomain(eff, d)
 	}
 	if d := c.Domains["*"]; d != nil {
@@ -50,6 +70,9 @@ func (c *Config) DomainFor(domain string) DomainSettings {
 	}
 	if eff.UseStartTLS != nil {
 		s.UseStartTLS = *eff.UseStartTLS
+	}
+	if eff.SMTPPatternList != nil {
+		s.SMTPPatternList = *eff.SMTPPatternList
 	}
 	return s
 }

@@ -28,12 +28,12 @@ max-msg-per-connection = 0
 		domain string
 		want   DomainSettings
 	}{
-		{"other.test", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true}},
-		{"big.test", DomainSettings{50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false}},
-		{"BIG.Test.", DomainSettings{50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false}},
-		{"sub.big.test", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true}},
-		{"direct.test", DomainSettings{10, 0, []Duration{min, hour}, b.BounceAfter, "", true}},
-		{"*", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true}},
+		{"other.test", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true, ""}},
+		{"big.test", DomainSettings{50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false, ""}},
+		{"BIG.Test.", DomainSettings{50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false, ""}},
+		{"sub.big.test", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true, ""}},
+		{"direct.test", DomainSettings{10, 0, []Duration{min, hour}, b.BounceAfter, "", true, ""}},
+		{"*", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true, ""}},
 	}
 	for _, tc := range cases {
 		if got := c.DomainFor(tc.domain); !reflect.DeepEqual(got, tc.want) {
@@ -77,6 +77,21 @@ default-virtual-mta = "mid"
 [[source]]
 cidr = "::1"
 default-virtual-mta = "v6"
+[[virtual-mta]]
+name = "v1"
+smtp-source-host = "127.0.0.2 v1.test"
+[[virtual-mta-pool]]
+name = "wide"
+virtual-mtas = ["v1"]
+[[virtual-mta-pool]]
+name = "host"
+virtual-mtas = ["v1"]
+[[virtual-mta-pool]]
+name = "mid"
+virtual-mtas = ["v1"]
+[[virtual-mta-pool]]
+name = "v6"
+virtual-mtas = ["v1"]
 `)
 	cases := []struct{ ip, want, cidr string }{
 		{"127.0.0.1", "host", "127.0.0.1/32"},

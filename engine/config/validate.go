@@ -34,6 +34,8 @@ func (c *Config) validate(p *problems, md *toml.MetaData) {
 	c.validateAcct(p)
 	c.validateBounceRules(p)
 	c.validateDomains(p, md)
+	c.validateVirtualMTAs(p, md)
+	c.validatePatternLists(p)
 	if strings.ContainsFunc(c.Hostname, unicode.IsSpace) {
 		p.add("hostname", "%q must not contain spaces", c.Hostname)
 	}

@@ -290,3 +290,27 @@ func display(name string) string {
 	}
 	return strings.TrimSuffix(name, ".")
 }
+
+// LookupPTR returns the names an address's reverse zone points to (RFC 1035
+// §3.5 in-addr.arpa, RFC 3596 §2.5 ip6.arpa), lower case without the final
+// dot. Used to check forward-confirmed reverse DNS of a source IP.
+func (r *Resolver) LookupPTR(ctx context.Context, ip netip.Addr) ([]string, error) {
+	arpa, err := dns.ReverseAddr(ip.String())
+	if err != nil {
+		return nil, badName(ip.String(), err)
+	}
+	a := r.query(ctx, strings.ToLower(arpa), dns.TypePTR)
+	switch {
+	case a.err != nil:
+		return nil, a.err
+	case a.nxdomain:
+		return nil, errNX(arpa)
+	}
+	names := make([]string, 0, len(a.rrs))
+	for _, rr := range a.rrs {
+		if p, ok := rr.(*dns.PTR); ok {
+			names = append(names, strings.TrimSuffix(strings.ToLower(p.Ptr), "."))
+		}
+	}
+	return names, nil
+}

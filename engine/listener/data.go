@@ -72,10 +72,17 @@ func (s *session) Data(r io.Reader) error {
 			env.JobID = v
 		}
 	}
+	if v := s.srv.policy.userVMTA[s.authUser]; v != "" && s.authUser != "" {
+		env.VMTA = v // an authenticated user's default is more specific than the source's
+	}
 	if s.src.ProcessXVirtualMTA {
 		if v, ok := h.take("X-Virtual-MTA"); ok {
 			env.VMTA = v
 		}
+	}
+	if vm := s.srv.opts.VMTAs; vm != nil && !vm.Known(env.VMTA) {
+		// Refuse rather than accept mail that could not leave as asked.
+		return toWire(reply.New(550, reply.Status{5, 3, 5}, "unknown virtual MTA"))
 	}
 	var b bytes.Buffer
 	b.Grow(len(raw) + 512)

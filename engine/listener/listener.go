@@ -38,6 +38,11 @@ type Enqueuer interface {
 	Enqueue(m *spool.Message)
 }
 
+// VMTAs tells whether a VMTA or pool name is configured.
+type VMTAs interface {
+	Known(name string) bool
+}
+
 // Options are the settings shared by every listener.
 type Options struct {
 	Hostname  string
@@ -45,6 +50,7 @@ type Options struct {
 	Users     []config.SMTPUser
 	Spool     Spooler
 	Queue     Enqueuer
+	VMTAs     VMTAs // nil: every name is accepted
 	Log       *zap.Logger
 	Now       func() time.Time // nil: time.Now
 	AuthDelay time.Duration    // pause before answering a failed AUTH [1s]

@@ -336,3 +336,35 @@ func TestShutdownFinishesDataAndEndsIdleSessions(t *testing.T) {
 		t.Fatalf("spooled %d messages, want 1", len(sp.msgs))
 	}
 }
+
+type knownSet map[string]bool
+
+func (k knownSet) Known(name string) bool { return name == "" || k[name] }
+
+func TestVirtualMTASelection(t *testing.T) {
+	sp := &memSpool{}
+	addr := start(t, "127.11.0.1:0", sp, func(o *Options) {
+		o.VMTAs = knownSet{"v1": true, "pool-a": true, "pool-u": true}
+		o.Users[0].DefaultVirtualMTA = "pool-u"
+		o.Sources[1].DefaultVirtualMTA = "pool-a"
+	})
+	c := dial(t, "127.11.0.2", addr) // relay source, X-Virtual-MTA honoured
+	c.cmd("MAIL FROM:<s@example.test>", "250")
+	c.cmd("RCPT TO:<a@d1.test>", "250")
+	c.data("X-Virtual-MTA: nope\r\nSubject: x\r\n\r\nx\r\n", "550 5.3.5")
+	c.cmd("MAIL FROM:<s@example.test>", "250")
+	c.cmd("RCPT TO:<a@d1.test>", "250")
+	c.data("X-Virtual-MTA: v1\r\nSubject: x\r\n\r\nx\r\n", "250")
+
+	c = dial(t, "127.11.1.2", addr) // auth source with a default pool
+	c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00campaigns\x00s3cret")), "235")
+	c.cmd("MAIL FROM:<s@example.test>", "250")
+	c.cmd("RCPT TO:<a@d1.test>", "250")
+	c.data("X-Virtual-MTA: v1\r\nSubject: x\r\n\r\nx\r\n", "250") // header not honoured here
+	if len(sp.msgs) != 2 || sp.msgs[0].Env.VMTA != "v1" || sp.msgs[1].Env.VMTA != "pool-u" {
+		for _, m := range sp.msgs {
+			t.Logf("VMTA %q", m.Env.VMTA)
+		}
+		t.Fatalf("VMTA choices wrong")
+	}
+}

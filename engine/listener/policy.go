@@ -14,13 +14,14 @@ import (
 // policy answers "what may this client do": its source settings (most
 // specific CIDR wins) and whether a name and password are right.
 type policy struct {
-	sources []config.Source // longest prefix first
-	users   map[string]string
-	maxSize int64 // the largest max-message-size of any source
+	sources  []config.Source // longest prefix first
+	users    map[string]string
+	userVMTA map[string]string // a user's default-virtual-mta
+	maxSize  int64             // the largest max-message-size of any source
 }
 
 func newPolicy(sources []config.Source, users []config.SMTPUser) (*policy, error) {
-	p := &policy{users: make(map[string]string), maxSize: DefaultMaxMessageSize}
+	p := &policy{users: make(map[string]string), userVMTA: make(map[string]string), maxSize: DefaultMaxMessageSize}
 	p.sources = append(p.sources, sources...)
 	sort.SliceStable(p.sources, func(i, j int) bool {
 		return p.sources[i].CIDR.Bits() > p.sources[j].CIDR.Bits()
@@ -32,6 +33,7 @@ func newPolicy(sources []config.Source, users []config.SMTPUser) (*policy, error
 	}
 	for _, u := range users {
 		p.users[u.Name] = u.Password
+		p.userVMTA[u.Name] = u.DefaultVirtualMTA
 	}
 	return p, nil
 }

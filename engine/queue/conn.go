@@ -54,6 +54,10 @@ func (s *Scheduler) runConn(q *queue) {
 	info := connInfoOf(conn)
 	limit := q.settings.MaxMsgPerConnection
 	for sent := 0; limit == 0 || sent < limit; sent++ {
+		if !s.opts.Pools.Available(q.vmta, q.domain) {
+			s.reroute(q) // disabled for this site: its mail moves within the pool
+			return
+		}
 		it := s.next(q)
 		if it == nil {
 			return

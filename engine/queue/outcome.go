@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-mta/sluice/engine/delivery"
 	"github.com/sluice-mta/sluice/engine/reply"
 	"github.com/sluice-mta/sluice/engine/spool"
+	"github.com/sluice-mta/sluice/pools"
 )
 
 // deliver sends one item over conn and settles its recipients. It reports
@@ -78,8 +79,10 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 	set := it.q.settings
 	expireAt := msg.env.Received.Add(set.BounceAfter.D())
 
+	rules := s.opts.Rules(set.SMTPPatternList)
 	var deferred []int
 	var failed []failure
+	disabled := false
 	newStates := make([]spool.Rcpt, len(it.idx))
 	recs := make([]*acct.Record, 0, len(it.idx))
 	next := time.Time{}
@@ -94,7 +97,30 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 		}
 		rc.LastReply = r.Error()
 		rec := s.record(it, rc, r, info, now)
+		rule := matchRule(rules, r)
 		switch {
+		case rule != nil && rule.Action == "disable-source-ip":
+			// Not the message's fault: take this IP out of rotation for the
+			// site and send the recipient again at once from another.
+			if !disabled {
+				s.opts.Pools.Disable(it.q.vmta, it.domain, now.Add(rule.ReenableAfter.D()), "reply matched "+rule.Reply.String()+": "+oneLine(r.Error()))
+				disabled = true
+			}
+			rec.Type, rec.DSNAction = "t", "delayed"
+			rc.NextAttempt = now
+			deferred = append(deferred, i)
+		case rule != nil && rule.Action == "bounce" && r.Code/100 != 2:
+			rc.State = spool.Bounced
+			rec.Type, rec.DSNAction = "b", "failed"
+			failed = append(failed, failure{rcpt: *rc, reply: r, mta: rec.DSNMta})
+		case rule != nil && rule.Action == "retry-soon" && !r.Permanent() && now.Before(expireAt):
+			rec.Type, rec.DSNAction = "t", "delayed"
+			soon := now.Add(rule.RetryAfter.D())
+			if next.IsZero() || soon.Before(next) {
+				next = soon
+			}
+			rc.NextAttempt = next
+			deferred = append(deferred, i)
 		case r.Code/100 == 2:
 			rc.State = spool.Delivered
 			rec.Type, rec.DSNAction = "d", "relayed"
@@ -140,8 +166,30 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 		s.sendDSN(msg, failed, body, now)
 	}
 	if len(deferred) > 0 {
-		s.timers.push(&item{msg: msg, domain: it.domain, idx: deferred, q: it.q, next: next})
+		again := &item{msg: msg, domain: it.domain, idx: deferred, q: it.q, next: next}
+		if disabled {
+			again.next = now
+			s.makeReady(again) // picks another VMTA of the pool
+			s.reroute(it.q)
+		} else {
+			s.timers.push(again)
+		}
 	}
+}
+
+// matchRule returns the first pattern-list rule whose regexp matches the
+// reply as "code status text", or nil.
+func matchRule(rules []config.PatternRule, r *reply.Error) *config.PatternRule {
+	if len(rules) == 0 || r.Code/100 == 2 {
+		return nil
+	}
+	text := r.Error()
+	for i := range rules {
+		if rules[i].Reply.Regexp != nil && rules[i].Reply.MatchString(text) {
+			return &rules[i]
+		}
+	}
+	return nil
 }
 
 // retryDelay follows retry-after: the n-th failure waits the n-th value,
@@ -181,6 +229,7 @@ func (s *Scheduler) record(it *item, rc *spool.Rcpt, r *reply.Error, info *connI
 		DlvType:          "smtp",
 		DlvSize:          msg.env.Size,
 		VMTA:             it.q.vmta.Name,
+		VMTAPool:         it.q.pool,
 		JobID:            msg.env.JobID,
 		EnvID:            msg.env.EnvID,
 		Queue:            it.q.name,
@@ -202,6 +251,10 @@ func (s *Scheduler) record(it *item, rc *spool.Rcpt, r *reply.Error, info *connI
 // accountReceipt writes the "r" record of one recipient.
 func (s *Scheduler) accountReceipt(msg *message, i int) {
 	rc := msg.rcpts[i]
+	requested := msg.env.VMTA // the VMTA or pool asked for; the pick comes later
+	if requested == "" {
+		requested = pools.DefaultName
+	}
 	s.opts.Acct.Write(&acct.Record{
 		Type:        "r",
 		TimeLogged:  msg.env.Received,
@@ -213,10 +266,10 @@ func (s *Scheduler) accountReceipt(msg *message, i int) {
 		SrcMta:      msg.env.SourceIP,
 		RcvSourceIP: msg.env.SourceIP,
 		DlvSize:     msg.env.Size,
-		VMTA:        s.opts.VMTA.Name,
+		VMTA:        requested,
 		JobID:       msg.env.JobID,
 		EnvID:       msg.env.EnvID,
-		Queue:       domainOf(rc.Addr) + "/" + s.opts.VMTA.Name,
+		Queue:       domainOf(rc.Addr) + "/" + requested,
 	})
 }
 

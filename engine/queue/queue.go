@@ -8,6 +8,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
@@ -19,14 +20,8 @@ import (
 	"github.com/sluice-mta/sluice/engine/config"
 	"github.com/sluice-mta/sluice/engine/dns"
 	"github.com/sluice-mta/sluice/engine/spool"
+	"github.com/sluice-mta/sluice/pools"
 )
-
-// VMTA is a virtual MTA: a source address and the name it greets with.
-type VMTA struct {
-	Name     string
-	SourceIP netip.Addr // invalid: the kernel chooses
-	Hostname string
-}
 
 // Store is the part of the spool the scheduler uses.
 type Store interface {
@@ -48,6 +43,13 @@ type Accounter interface {
 	Write(r *acct.Record)
 }
 
+// Picker chooses the virtual MTA for a message and site (package pools).
+type Picker interface {
+	Pick(requested, site string) (*pools.VMTA, string, error)
+	Available(v *pools.VMTA, site string) bool
+	Disable(v *pools.VMTA, site string, until time.Time, reason string)
+}
+
 // Classifier maps a reply to a bounce category.
 type Classifier interface {
 	Classify(code int, status, text string) string
@@ -56,8 +58,9 @@ type Classifier interface {
 // Options wire the scheduler.
 type Options struct {
 	Hostname    string // ours: Reporting-MTA of DSNs
-	VMTA        VMTA   // the default VMTA
-	Domains     func(domain string) config.DomainSettings
+	Pools       Picker
+	Domains     func(domain, vmta string) config.DomainSettings
+	Rules       func(list string) []config.PatternRule // an smtp-pattern-list by name
 	Delivery    config.Delivery
 	Store       Store
 	Resolver    Resolver
@@ -175,11 +178,10 @@ func (s *Scheduler) schedule(msg *message) {
 	}
 	now := s.opts.Now()
 	for _, d := range order {
-		q := s.queueFor(d, msg.env.VMTA)
 		idx := byDomain[d]
 		for len(idx) > 0 {
 			n := min(len(idx), maxRcptsPerTransaction)
-			it := &item{msg: msg, domain: d, idx: idx[:n:n], q: q}
+			it := &item{msg: msg, domain: d, idx: idx[:n:n]}
 			idx = idx[n:]
 			for _, i := range it.idx {
 				if n := msg.rcpts[i].NextAttempt; n.After(it.next) {
@@ -200,24 +202,53 @@ func (s *Scheduler) schedule(msg *message) {
 // group small enough not to deadlock (RFC 2920 §3.1).
 const maxRcptsPerTransaction = 100
 
-// queueFor returns the queue "domain/vmta", creating it. Until pools exist
-// every message uses the default VMTA.
-func (s *Scheduler) queueFor(domain, _ string) *queue {
-	v := s.opts.VMTA
+// queueFor returns the queue "domain/vmta", creating it.
+func (s *Scheduler) queueFor(domain string, v *pools.VMTA, pool string) *queue {
 	name := domain + "/" + v.Name
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queues[name]
 	if q == nil {
-		q = &queue{name: name, domain: domain, vmta: v, settings: s.opts.Domains(domain)}
+		q = &queue{name: name, domain: domain, vmta: v, pool: pool, settings: s.opts.Domains(domain, v.Name)}
 		s.queues[name] = q
 	}
 	return q
 }
 
+// waitForVMTA is how long mail waits before another pick when no VMTA of
+// its pool may take it (disabled, or at the warm-up cap).
+const waitForVMTA = time.Minute
+
+// assign gives it a queue: its current one while that VMTA may still send
+// to the site (a retry stays where it was), else a fresh pick. It reports
+// false when the item had to be parked until a VMTA has room.
+func (s *Scheduler) assign(it *item) bool {
+	if it.q != nil && s.opts.Pools.Available(it.q.vmta, it.domain) {
+		return true
+	}
+	v, pool, err := s.opts.Pools.Pick(it.msg.env.VMTA, it.domain)
+	if errors.Is(err, pools.ErrUnknown) {
+		// Accepted under a name no longer configured (a restart with a new
+		// config): fall back to the default choice rather than strand it.
+		s.log.Warn("unknown virtual mta, using the default", zap.String("msg_id", it.msg.id), zap.String("vmta", it.msg.env.VMTA))
+		v, pool, err = s.opts.Pools.Pick("", it.domain)
+	}
+	if err != nil {
+		it.q = nil
+		it.next = s.opts.Now().Add(waitForVMTA)
+		s.timers.push(it)
+		return false
+	}
+	it.q = s.queueFor(it.domain, v, pool)
+	return true
+}
+
 // makeReady hands an item to an idle connection of its queue, or appends it
 // to the ready list and opens a connection if the queue may have another.
 func (s *Scheduler) makeReady(it *item) {
+	if !s.assign(it) {
+		return
+	}
 	q := it.q
 	q.mu.Lock()
 	if n := len(q.idle); n > 0 {
@@ -235,6 +266,18 @@ func (s *Scheduler) makeReady(it *item) {
 	q.mu.Unlock()
 	if spawn {
 		s.spawn(q)
+	}
+}
+
+// reroute moves q's ready mail elsewhere once q's VMTA may no longer send
+// to its site.
+func (s *Scheduler) reroute(q *queue) {
+	q.mu.Lock()
+	items := q.ready
+	q.ready = nil
+	q.mu.Unlock()
+	for _, it := range items {
+		s.makeReady(it)
 	}
 }
 
@@ -286,7 +329,8 @@ type item struct {
 type queue struct {
 	name     string
 	domain   string
-	vmta     VMTA
+	vmta     *pools.VMTA
+	pool     string // the pool vmta was picked from; "" when named directly
 	settings config.DomainSettings
 
 	mu     sync.Mutex

@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-mta/sluice/engine/dns/dnstest"
 	"github.com/sluice-mta/sluice/engine/spool"
 	"github.com/sluice-mta/sluice/engine/testenv"
+	"github.com/sluice-mta/sluice/pools"
 )
 
 // Addresses of this package: receivers in 127.12.0.0/16, port 25.
@@ -73,12 +74,13 @@ func setup(t *testing.T, dom config.Domain) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Config{Domains: map[string]*config.Domain{"*": &dom}}
+	cfg := &config.Config{Hostname: "mta.test", Domains: map[string]*config.Domain{"*": &dom}}
 	rec := &recorder{}
 	sch := New(Options{
 		Hostname:    "mta.test",
-		VMTA:        VMTA{Name: "default", Hostname: "mta.test"},
-		Domains:     cfg.DomainFor,
+		Pools:       pools.New(cfg, pools.Options{Counters: st}),
+		Domains:     cfg.DomainForVMTA,
+		Rules:       cfg.Rules,
 		Delivery:    config.Delivery{Port: 25},
 		Store:       st,
 		Resolver:    res,

@@ -109,6 +109,8 @@ type Store struct {
 	scanMu   sync.Mutex
 	scanning bool
 	gone     map[string]struct{}
+
+	counterMu sync.Mutex // read-modify-write of counters (counters.go)
 }
 
 type shard struct {

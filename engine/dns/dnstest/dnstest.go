@@ -41,10 +41,11 @@ type records struct {
 	a    []netip.Addr
 	aaaa []netip.Addr
 	txt  []string
+	ptr  []string
 }
 
 func (r *records) empty() bool {
-	return len(r.mx) == 0 && len(r.a) == 0 && len(r.aaaa) == 0 && len(r.txt) == 0
+	return len(r.mx) == 0 && len(r.a) == 0 && len(r.aaaa) == 0 && len(r.txt) == 0 && len(r.ptr) == 0
 }
 
 type queryKey struct {
@@ -184,6 +185,17 @@ func (s *Server) SetAAAA(host string, ips ...string) {
 func (s *Server) SetTXT(name string, txt ...string) {
 	set := append([]string(nil), txt...)
 	s.update(name, func(r *records) { r.txt = set })
+}
+
+// SetPTR replaces the reverse (PTR) names of an address.
+func (s *Server) SetPTR(ip string, names ...string) {
+	arpa, err := dns.ReverseAddr(ip)
+	if err != nil {
+		s.fail("SetPTR %q: %v", ip, err)
+		return
+	}
+	set := append([]string(nil), names...)
+	s.update(arpa, func(r *records) { r.ptr = set })
 }
 
 // SetServFail makes every query for name answer SERVFAIL, whatever records

@@ -119,6 +119,11 @@ func (s *Server) rrsLocked(r *records, q dns.Question) []dns.RR {
 			rrs = append(rrs, &dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: splitTXT(t)})
 		}
 	}
+	if q.Qtype == dns.TypePTR || q.Qtype == dns.TypeANY {
+		for _, p := range r.ptr {
+			rrs = append(rrs, &dns.PTR{Hdr: hdr(dns.TypePTR), Ptr: dns.Fqdn(p)})
+		}
+	}
 	return rrs
 }
 
