@@ -166,7 +166,7 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 		s.sendDSN(msg, failed, body, now)
 	}
 	if len(deferred) > 0 {
-		again := &item{msg: msg, domain: it.domain, idx: deferred, q: it.q, next: next}
+		again := &item{msg: msg, domain: it.domain, idx: deferred, q: it.q, pool: it.pool, next: next}
 		if disabled {
 			again.next = now
 			s.makeReady(again) // picks another VMTA of the pool
@@ -229,7 +229,7 @@ func (s *Scheduler) record(it *item, rc *spool.Rcpt, r *reply.Error, info *connI
 		DlvType:          "smtp",
 		DlvSize:          msg.env.Size,
 		VMTA:             it.q.vmta.Name,
-		VMTAPool:         it.q.pool,
+		VMTAPool:         it.pool,
 		JobID:            msg.env.JobID,
 		EnvID:            msg.env.EnvID,
 		Queue:            it.q.name,

@@ -203,13 +203,13 @@ func (s *Scheduler) schedule(msg *message) {
 const maxRcptsPerTransaction = 100
 
 // queueFor returns the queue "domain/vmta", creating it.
-func (s *Scheduler) queueFor(domain string, v *pools.VMTA, pool string) *queue {
+func (s *Scheduler) queueFor(domain string, v *pools.VMTA) *queue {
 	name := domain + "/" + v.Name
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queues[name]
 	if q == nil {
-		q = &queue{name: name, domain: domain, vmta: v, pool: pool, settings: s.opts.Domains(domain, v.Name)}
+		q = &queue{name: name, domain: domain, vmta: v, settings: s.opts.Domains(domain, v.Name)}
 		s.queues[name] = q
 	}
 	return q
@@ -239,7 +239,8 @@ func (s *Scheduler) assign(it *item) bool {
 		s.timers.push(it)
 		return false
 	}
-	it.q = s.queueFor(it.domain, v, pool)
+	it.q = s.queueFor(it.domain, v)
+	it.pool = pool
 	return true
 }
 
@@ -321,6 +322,7 @@ type item struct {
 	domain  string
 	idx     []int
 	q       *queue
+	pool    string // the pool q's VMTA was picked from; "" when named directly
 	next    time.Time
 	heapIdx int
 }
@@ -330,7 +332,6 @@ type queue struct {
 	name     string
 	domain   string
 	vmta     *pools.VMTA
-	pool     string // the pool vmta was picked from; "" when named directly
 	settings config.DomainSettings
 
 	mu     sync.Mutex
