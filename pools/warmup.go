@@ -78,3 +78,22 @@ func (c *memCounters) Counter(name string) (int64, error) {
 	defer c.mu.Unlock()
 	return c.m[name], nil
 }
+
+// LogWarmup logs, for each VMTA in warm-up, its day, today's cap and count.
+func (r *Registry) LogWarmup() {
+	now := r.now()
+	for _, v := range r.vmtas {
+		limit, capped := v.warmup.capFor(now)
+		if len(v.warmup.daily) == 0 {
+			continue
+		}
+		day := int(now.UTC().Truncate(24*time.Hour).Sub(v.warmup.start.UTC().Truncate(24*time.Hour))/(24*time.Hour)) + 1
+		if !capped {
+			r.log.Info("vmta warm-up over", zap.String("vmta", v.Name), zap.Int("day", day), zap.Int("days", len(v.warmup.daily)))
+			continue
+		}
+		count, _ := r.counters.Counter("warmup/" + v.Name + "/" + now.UTC().Format(time.DateOnly))
+		r.log.Info("vmta warming up", zap.String("vmta", v.Name), zap.Int("day", max(day, 1)), zap.Int("days", len(v.warmup.daily)),
+			zap.Int("cap", limit), zap.Int64("today", count), zap.Bool("per_site", v.warmup.perSite))
+	}
+}

@@ -95,6 +95,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		rules = append(rules, bounce.Rule{Pattern: r.Pattern.Regexp, Category: r.Category})
 	}
 	reg := pools.New(cfg, pools.Options{Counters: sp, Log: log.Named("pools")})
+	reg.LogWarmup()
 	if len(cfg.VirtualMTAs) > 0 {
 		// A warning only: check forward-confirmed reverse DNS off the start path.
 		ptrCtx, stopPTR := context.WithTimeout(ctx, 30*time.Second)

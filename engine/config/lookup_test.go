@@ -117,3 +117,42 @@ virtual-mtas = ["v1"]
 		t.Errorf("SourceFor(invalid) = %+v", s)
 	}
 }
+
+func TestDomainForVMTA(t *testing.T) {
+	c := mustLoad(t, `
+[[listener]]
+address = "127.0.0.1:0"
+[[virtual-mta]]
+name = "v1"
+smtp-source-host = "127.0.0.2 v1.test"
+[virtual-mta.domain."gmail.test"]
+max-smtp-out = 2
+[virtual-mta.domain."*"]
+max-msg-per-connection = 7
+[[virtual-mta]]
+name = "v2"
+smtp-source-host = "127.0.0.3 v2.test"
+[domain."*"]
+max-smtp-out = 10
+max-msg-per-connection = 100
+[domain."gmail.test"]
+max-smtp-out = 5
+max-msg-per-connection = 50
+`)
+	cases := []struct {
+		domain, vmta string
+		out, perConn int
+	}{
+		{"gmail.test", "v1", 2, 50},   // the VMTA's domain block, then the domain's
+		{"other.test", "v1", 10, 7},   // the VMTA's "*" beats the global "*"
+		{"gmail.test", "v2", 5, 50},   // no VMTA overrides
+		{"GMAIL.test", "v1", 2, 50},   // case-insensitive
+		{"gmail.test", "nope", 5, 50}, // an unknown VMTA has no overrides
+	}
+	for _, tc := range cases {
+		got := c.DomainForVMTA(tc.domain, tc.vmta)
+		if got.MaxSMTPOut != tc.out || got.MaxMsgPerConnection != tc.perConn {
+			t.Errorf("DomainForVMTA(%q, %q) = out %d perConn %d, want %d %d", tc.domain, tc.vmta, got.MaxSMTPOut, got.MaxMsgPerConnection, tc.out, tc.perConn)
+		}
+	}
+}

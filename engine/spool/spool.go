@@ -368,8 +368,13 @@ func (s *Store) Body(id string) ([]byte, error) {
 	return out, nil
 }
 
-// Update persists new states of some recipients of message id in one synced
-// batch: rcpts[k] is the new state of recipient idx[k]. When no recipient
+// Update persists new states of some recipients of message id in one batch:
+// rcpts[k] is the new state of recipient idx[k]. The batch goes to the WAL
+// without an fsync of its own: it survives a process crash once pebble's
+// log writer has flushed it (at once, in the background), and becomes
+// durable against power loss with the next synced commit (the next Put).
+// What a power loss can undo is a delivered mark, so the worst case is a
+// duplicate, never a loss; and delivery no longer costs an fsync. When no recipient
 // remains Pending, the whole message (body, envelope, recipients) is deleted
 // in that same batch instead. Call it after the remote's 250, so a crash
 // costs at worst a duplicate. The message must be known to the Store (Put
@@ -418,7 +423,7 @@ func (s *Store) Update(id string, idx []int, rcpts []Rcpt) error {
 		}
 	}
 	if err == nil {
-		err = b.Commit(pebble.Sync)
+		err = b.Commit(pebble.NoSync)
 	}
 	if err != nil {
 		return fmt.Errorf("spool: update %s: %w", id, err)
