@@ -51,6 +51,7 @@ func (s *Scheduler) runConn(q *queue) {
 		return
 	}
 	defer conn.Quit()
+	s.connected(q)
 	info := connInfoOf(conn)
 	limit := q.settings.MaxMsgPerConnection
 	for sent := 0; limit == 0 || sent < limit; sent++ {

@@ -58,10 +58,18 @@ func sameReply(n int, r *reply.Error) []*reply.Error {
 
 // failQueue settles every ready item of q with r: a DNS or connection
 // failure concerns the whole queue.
+//
+// A temporary failure also holds the queue (PowerMTA's retry mode): mail
+// that arrives before the first retry-after step has passed waits for it
+// instead of opening yet another connection to a host that just failed.
 func (s *Scheduler) failQueue(q *queue, r *reply.Error, info *connInfo) {
 	q.mu.Lock()
 	items := q.ready
 	q.ready = nil
+	if !r.Permanent() {
+		q.holdUntil = s.opts.Now().Add(retryDelay(q.settings.RetryAfter, 1))
+	}
+	q.probing = false
 	q.mu.Unlock()
 	s.log.Info("queue attempt failed", zap.String("queue", q.name), zap.Object("reply", r), zap.Int("items", len(items)))
 	for _, it := range items {

@@ -252,6 +252,16 @@ func (s *Scheduler) makeReady(it *item) {
 	}
 	q := it.q
 	q.mu.Lock()
+	if hold := q.holdUntil; !hold.IsZero() {
+		if s.opts.Now().Before(hold) && len(q.idle) == 0 && q.active == 0 {
+			q.mu.Unlock()
+			it.next = hold // no attempt, no record: the queue is waiting to retry
+			s.timers.push(it)
+			return
+		}
+		q.holdUntil = time.Time{}
+		q.probing = true // one connection first; more once it works
+	}
 	if n := len(q.idle); n > 0 {
 		ch := q.idle[n-1]
 		q.idle = q.idle[:n-1]
@@ -260,12 +270,29 @@ func (s *Scheduler) makeReady(it *item) {
 		return
 	}
 	q.ready = append(q.ready, it)
-	spawn := q.active < q.settings.MaxSMTPOut
+	spawn := q.active < q.settings.MaxSMTPOut && !(q.probing && q.active > 0)
 	if spawn {
 		q.active++
 	}
 	q.mu.Unlock()
 	if spawn {
+		s.spawn(q)
+	}
+}
+
+// connected is called when a connection of q is up: a probe after a hold
+// succeeded, so the queue may open its other connections.
+func (s *Scheduler) connected(q *queue) {
+	q.mu.Lock()
+	if !q.probing {
+		q.mu.Unlock()
+		return
+	}
+	q.probing = false
+	n := min(len(q.ready), q.settings.MaxSMTPOut-q.active)
+	q.active += max(n, 0)
+	q.mu.Unlock()
+	for range n {
 		s.spawn(q)
 	}
 }
@@ -334,10 +361,12 @@ type queue struct {
 	vmta     *pools.VMTA
 	settings config.DomainSettings
 
-	mu     sync.Mutex
-	ready  []*item
-	active int          // connection goroutines
-	idle   []chan *item // connections waiting for work
+	mu        sync.Mutex
+	ready     []*item
+	holdUntil time.Time    // after a connection failure: wait until then
+	probing   bool         // the hold ended: one connection tries before the rest
+	active    int          // connection goroutines
+	idle      []chan *item // connections waiting for work
 }
 
 func (q *queue) popLocked() *item {

@@ -3,8 +3,10 @@ package queue
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -262,5 +264,47 @@ func TestBounceDSNGoesToSenderOnly(t *testing.T) {
 	}
 	if rcv.Count() != 0 {
 		t.Errorf("receiver accepted %d messages", rcv.Count())
+	}
+}
+
+// TestFailedHostHoldsQueue: after a connection failure the queue waits for
+// its first retry step; mail arriving meanwhile opens no new connection.
+func TestFailedHostHoldsQueue(t *testing.T) {
+	e := setup(t, config.Domain{RetryAfter: []config.Duration{config.Duration(2 * time.Second)}})
+	ln, err := net.Listen("tcp", "127.12.5.1:25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepts atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			c.Close() // no greeting: a failed connection
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	e.dns.SetMX("down.test", dnstest.MX{Pref: 10, Host: "mx.down.test"})
+	e.dns.SetA("mx.down.test", "127.12.5.1")
+
+	e.inject(t, "s@sender.test", "a@down.test")
+	e.acct.wait(t, "t", 1)
+	for i := 0; i < 5; i++ {
+		e.inject(t, "s@sender.test", fmt.Sprintf("b%d@down.test", i))
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := accepts.Load(); n != 1 {
+		t.Errorf("%d connections while the queue was held, want 1", n)
+	}
+	if n := e.acct.count("t"); n != 1 {
+		t.Errorf("%d t records while held, want 1", n)
+	}
+	// At the retry, one connection attempt serves the whole queue.
+	e.acct.wait(t, "t", 6)
+	if n := accepts.Load(); n > 3 {
+		t.Errorf("%d connections after the retry, want a few", n)
 	}
 }
