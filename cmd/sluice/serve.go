@@ -116,13 +116,6 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		Log:        log.Named("queue"),
 	})
 	sch.Start()
-	n, err := sch.Recover()
-	if err != nil {
-		sch.Stop(context.Background())
-		return fmt.Errorf("spool recovery: %w", err)
-	}
-	log.Info("spool recovered", zap.Int("messages", n))
-
 	in, err := listener.New(cfg.Listeners, listener.Options{
 		Hostname: cfg.Hostname,
 		Sources:  cfg.Sources,
@@ -141,7 +134,31 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	}
 	log.Info("sluice started", zap.String("hostname", cfg.Hostname), zap.String("version", version))
 
-	<-ctx.Done()
+	// Recovery runs while the listener already accepts: Scan returns only
+	// messages this process did not Put itself, so nothing is queued twice,
+	// and a large backlog does not keep injection waiting.
+	recovered := make(chan error, 1)
+	go func() {
+		t0 := time.Now()
+		n, err := sch.Recover()
+		if err != nil {
+			log.Error("spool recovery failed", zap.Error(err))
+		} else {
+			log.Info("spool recovered", zap.Int("messages", n), zap.Duration("took", time.Since(t0)))
+		}
+		recovered <- err
+	}()
+
+	var recErr error
+	recDone := false
+	select {
+	case <-ctx.Done():
+	case recErr = <-recovered:
+		recDone = true
+		if recErr == nil {
+			<-ctx.Done()
+		}
+	}
 	log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout.D()))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 	defer cancel()
@@ -152,6 +169,13 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	go func() { defer wg.Done(); in.Shutdown(sctx) }()
 	go func() { defer wg.Done(); sch.Stop(sctx) }()
 	wg.Wait()
+	if !recDone {
+		recErr = <-recovered // the scan owns the spool until it ends
+	}
+	if recErr != nil {
+		log.Info("stopped")
+		return fmt.Errorf("spool recovery: %w: %w", recErr, errLogged)
+	}
 	log.Info("stopped")
 	return nil
 }
