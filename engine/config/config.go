@@ -28,6 +28,8 @@ type Config struct {
 	BounceRules []BounceRule       `toml:"bounce-rule"`
 	Domains     map[string]*Domain `toml:"domain"` // "*" holds the defaults
 
+	MXRollups    map[string]*MXRollup     `toml:"mx-rollup"`
+	Redis        Redis                    `toml:"redis"`
 	VirtualMTAs  []VirtualMTA             `toml:"virtual-mta"`
 	Pools        []VirtualMTAPool         `toml:"virtual-mta-pool"`
 	PatternLists map[string][]PatternRule `toml:"smtp-pattern-list"`
@@ -109,6 +111,15 @@ type Domain struct {
 	Route               *string    `toml:"route"`                  // "host:port" instead of MX
 	UseStartTLS         *bool      `toml:"use-starttls"`           // [true]
 	SMTPPatternList     *string    `toml:"smtp-pattern-list"`      // name of a [[smtp-pattern-list.NAME]] list
+
+	MaxMsgRate           *Rate      `toml:"max-msg-rate"`            // ["unlimited"] messages per period
+	MaxConnectRate       *Rate      `toml:"max-connect-rate"`        // ["unlimited"] new connections per period
+	MaxRcptPerMessage    *int       `toml:"max-rcpt-per-message"`    // [100] recipients per transaction
+	BackoffMaxMsgRate    *Rate      `toml:"backoff-max-msg-rate"`    // [max-msg-rate] while in backoff
+	BackoffMaxSMTPOut    *int       `toml:"backoff-max-smtp-out"`    // [max-smtp-out] while in backoff
+	BackoffRetryAfter    []Duration `toml:"backoff-retry-after"`     // [1h] while in backoff
+	BackoffToNormalAfter *string    `toml:"backoff-to-normal-after"` // ["1h"]: a duration, or "delivery"
+	PerNode              *bool      `toml:"per-node"`                // [false] limits count per node, not per fleet
 }
 
 // DomainSettings are the effective settings for one destination domain.
@@ -120,6 +131,15 @@ type DomainSettings struct {
 	Route               string
 	UseStartTLS         bool
 	SMTPPatternList     string
+
+	MaxMsgRate           Rate
+	MaxConnectRate       Rate
+	MaxRcptPerMessage    int
+	BackoffMaxMsgRate    Rate
+	BackoffMaxSMTPOut    int
+	BackoffRetryAfter    []Duration
+	BackoffToNormalAfter Duration // 0: on the first delivery
+	PerNode              bool
 }
 
 // CIDR is a network prefix that unmarshals from "10.0.0.0/8" or a bare address.

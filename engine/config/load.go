@@ -319,6 +319,30 @@ func fillDomain(d, from *Domain) {
 	if d.SMTPPatternList == nil {
 		d.SMTPPatternList = from.SMTPPatternList
 	}
+	if d.MaxMsgRate == nil {
+		d.MaxMsgRate = from.MaxMsgRate
+	}
+	if d.MaxConnectRate == nil {
+		d.MaxConnectRate = from.MaxConnectRate
+	}
+	if d.MaxRcptPerMessage == nil {
+		d.MaxRcptPerMessage = from.MaxRcptPerMessage
+	}
+	if d.BackoffMaxMsgRate == nil {
+		d.BackoffMaxMsgRate = from.BackoffMaxMsgRate
+	}
+	if d.BackoffMaxSMTPOut == nil {
+		d.BackoffMaxSMTPOut = from.BackoffMaxSMTPOut
+	}
+	if d.BackoffRetryAfter == nil {
+		d.BackoffRetryAfter = from.BackoffRetryAfter
+	}
+	if d.BackoffToNormalAfter == nil {
+		d.BackoffToNormalAfter = from.BackoffToNormalAfter
+	}
+	if d.PerNode == nil {
+		d.PerNode = from.PerNode
+	}
 }
 
 // normalizeDomains rekeys Domains by lower-case name without a final dot.

@@ -55,10 +55,10 @@ func TestLoadExample(t *testing.T) {
 		t.Errorf("DNS.Servers = %#v, want empty", c.DNS.Servers)
 	}
 	star := c.DomainFor("other.test")
-	want := DomainSettings{
-		MaxSMTPOut: 20, MaxMsgPerConnection: 100, BounceAfter: Duration(108 * time.Hour), UseStartTLS: true,
-		RetryAfter: []Duration{Duration(time.Minute), Duration(5 * time.Minute), Duration(15 * time.Minute), Duration(time.Hour)},
-	}
+	want := builtinDomain()
+	want.BounceAfter = Duration(108 * time.Hour)
+	want.RetryAfter = []Duration{Duration(time.Minute), Duration(5 * time.Minute), Duration(15 * time.Minute), Duration(time.Hour)}
+	want.SMTPPatternList = "default"
 	if !reflect.DeepEqual(star, want) {
 		t.Errorf("DomainFor(other.test) = %+v, want %+v", star, want)
 	}

@@ -11,12 +11,16 @@ import (
 // [domain."name"] nor [domain."*"] sets them.
 func builtinDomain() DomainSettings {
 	return DomainSettings{
-		MaxSMTPOut:          20,
-		MaxMsgPerConnection: 100,
-		RetryAfter:          []Duration{Duration(10 * time.Minute)},
-		BounceAfter:         Duration(4*24*time.Hour + 12*time.Hour),
-		Route:               "",
-		UseStartTLS:         true,
+		MaxSMTPOut:           20,
+		MaxMsgPerConnection:  100,
+		RetryAfter:           []Duration{Duration(10 * time.Minute)},
+		BounceAfter:          Duration(4*24*time.Hour + 12*time.Hour),
+		Route:                "",
+		UseStartTLS:          true,
+		MaxRcptPerMessage:    100, // RFC 5321 §4.5.3.1.8: servers must take 100
+		BackoffMaxSMTPOut:    20,
+		BackoffRetryAfter:    []Duration{Duration(time.Hour)},
+		BackoffToNormalAfter: Duration(time.Hour),
 	}
 }
 
@@ -30,7 +34,8 @@ func (c *Config) DomainFor(domain string) DomainSettings {
 
 // DomainForVMTA is DomainFor for mail leaving through the named virtual
 // MTA. The cascade, most specific first: [virtual-mta.domain."name"],
-// [domain."name"], [virtual-mta.domain."*"], [domain."*"], built-ins.
+// [domain."name"] or the [mx-rollup."name"] site, [virtual-mta.domain."*"],
+// [domain."*"], built-ins. domain may name a rollup site.
 func (c *Config) DomainForVMTA(domain, vmta string) DomainSettings {
 	eff := &Domain{}
 	var vd map[string]*Domain
@@ -45,6 +50,9 @@ func (c *Config) DomainForVMTA(domain, vmta string) DomainSettings {
 	}
 	if d := c.Domains[key]; d != nil && domain != "*" {
 		fillDomain(eff, d)
+	}
+	if r := c.MXRollups[domain]; r != nil {
+		fillDomain(eff, &r.Domain)
 	}
 	if d := vd["*"]; d != nil {
 		fillDomain(eff, d)
@@ -73,6 +81,35 @@ func (c *Config) DomainForVMTA(domain, vmta string) DomainSettings {
 	}
 	if eff.SMTPPatternList != nil {
 		s.SMTPPatternList = *eff.SMTPPatternList
+	}
+	if eff.MaxMsgRate != nil {
+		s.MaxMsgRate = *eff.MaxMsgRate
+	}
+	if eff.MaxConnectRate != nil {
+		s.MaxConnectRate = *eff.MaxConnectRate
+	}
+	if eff.MaxRcptPerMessage != nil {
+		s.MaxRcptPerMessage = *eff.MaxRcptPerMessage
+	}
+	s.BackoffMaxMsgRate = s.MaxMsgRate
+	if eff.BackoffMaxMsgRate != nil {
+		s.BackoffMaxMsgRate = *eff.BackoffMaxMsgRate
+	}
+	s.BackoffMaxSMTPOut = s.MaxSMTPOut
+	if eff.BackoffMaxSMTPOut != nil {
+		s.BackoffMaxSMTPOut = *eff.BackoffMaxSMTPOut
+	}
+	if eff.BackoffRetryAfter != nil {
+		s.BackoffRetryAfter = slices.Clone(eff.BackoffRetryAfter)
+	}
+	if eff.BackoffToNormalAfter != nil {
+		s.BackoffToNormalAfter = 0 // "delivery"
+		if v, err := ParseDuration(*eff.BackoffToNormalAfter); err == nil {
+			s.BackoffToNormalAfter = v
+		}
+	}
+	if eff.PerNode != nil {
+		s.PerNode = *eff.PerNode
 	}
 	return s
 }

@@ -28,12 +28,12 @@ max-msg-per-connection = 0
 		domain string
 		want   DomainSettings
 	}{
-		{"other.test", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true, ""}},
-		{"big.test", DomainSettings{50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false, ""}},
-		{"BIG.Test.", DomainSettings{50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false, ""}},
-		{"sub.big.test", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true, ""}},
-		{"direct.test", DomainSettings{10, 0, []Duration{min, hour}, b.BounceAfter, "", true, ""}},
-		{"*", DomainSettings{10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true, ""}},
+		{"other.test", settings(10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true)},
+		{"big.test", settings(50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false)},
+		{"BIG.Test.", settings(50, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", false)},
+		{"sub.big.test", settings(10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true)},
+		{"direct.test", settings(10, 0, []Duration{min, hour}, b.BounceAfter, "", true)},
+		{"*", settings(10, 100, []Duration{min, hour}, b.BounceAfter, "127.0.0.1:2526", true)},
 	}
 	for _, tc := range cases {
 		if got := c.DomainFor(tc.domain); !reflect.DeepEqual(got, tc.want) {
@@ -55,7 +55,7 @@ func TestDomainForWithoutLoad(t *testing.T) {
 	three := 3
 	c.Domains = map[string]*Domain{"x.test": {MaxSMTPOut: &three}}
 	want := builtinDomain()
-	want.MaxSMTPOut = 3
+	want.MaxSMTPOut, want.BackoffMaxSMTPOut = 3, 3
 	if got := c.DomainFor("x.test"); !reflect.DeepEqual(got, want) {
 		t.Errorf("no \"*\": DomainFor = %+v, want %+v", got, want)
 	}
@@ -153,6 +153,52 @@ max-msg-per-connection = 50
 		got := c.DomainForVMTA(tc.domain, tc.vmta)
 		if got.MaxSMTPOut != tc.out || got.MaxMsgPerConnection != tc.perConn {
 			t.Errorf("DomainForVMTA(%q, %q) = out %d perConn %d, want %d %d", tc.domain, tc.vmta, got.MaxSMTPOut, got.MaxMsgPerConnection, tc.out, tc.perConn)
+		}
+	}
+}
+
+// settings is the built-in DomainSettings with the fields the tables vary.
+func settings(out, perConn int, retry []Duration, bounceAfter Duration, route string, tls bool) DomainSettings {
+	s := builtinDomain()
+	s.MaxSMTPOut, s.MaxMsgPerConnection, s.RetryAfter, s.BounceAfter, s.Route, s.UseStartTLS = out, perConn, retry, bounceAfter, route, tls
+	s.BackoffMaxSMTPOut = out
+	return s
+}
+
+func TestRollup(t *testing.T) {
+	c := mustLoad(t, `
+[[listener]]
+address = "127.0.0.1:0"
+[domain."*"]
+max-smtp-out = 10
+max-msg-rate = "600/m"
+[mx-rollup.google]
+mx-suffix = ["google.com", "googlemail.com"]
+max-smtp-out = 5
+backoff-max-msg-rate = "1/s"
+backoff-to-normal-after = "delivery"
+`)
+	cases := []struct {
+		mx   []string
+		want string
+	}{
+		{[]string{"aspmx.l.google.com."}, "google"},
+		{[]string{"mx1.example.test", "ALT1.ASPMX.L.GOOGLE.COM"}, "google"},
+		{[]string{"notgoogle.com"}, ""},
+		{[]string{"google.com.evil.test"}, ""},
+	}
+	for _, tc := range cases {
+		if got := c.RollupFor(tc.mx); got != tc.want {
+			t.Errorf("RollupFor(%v) = %q, want %q", tc.mx, got, tc.want)
+		}
+	}
+	s := c.DomainFor("google")
+	if s.MaxSMTPOut != 5 || s.MaxMsgRate != (Rate{600, time.Minute}) || s.BackoffMaxMsgRate != (Rate{1, time.Second}) || s.BackoffToNormalAfter != 0 || s.BackoffMaxSMTPOut != 5 {
+		t.Errorf("google site settings = %+v", s)
+	}
+	for _, bad := range []string{"0/s", "5/x", "five/m", "5"} {
+		if _, err := ParseRate(bad); err == nil {
+			t.Errorf("ParseRate(%q) accepted", bad)
 		}
 	}
 }

@@ -36,6 +36,7 @@ func (c *Config) validate(p *problems, md *toml.MetaData) {
 	c.validateDomains(p, md)
 	c.validateVirtualMTAs(p, md)
 	c.validatePatternLists(p)
+	c.validateShaping(p)
 	if strings.ContainsFunc(c.Hostname, unicode.IsSpace) {
 		p.add("hostname", "%q must not contain spaces", c.Hostname)
 	}

@@ -75,7 +75,7 @@ func parseMember(s string) (PoolMember, error) {
 // reply ("code status text") and what to do when it matches.
 type PatternRule struct {
 	Reply         Regexp   `toml:"reply"`
-	Mode          string   `toml:"mode"`           // "backoff": arrives with traffic shaping
+	Mode          string   `toml:"mode"`           // "backoff": the queue uses its backoff-* values
 	Action        string   `toml:"action"`         // "disable-source-ip", "bounce", "retry-soon"
 	ReenableAfter Duration `toml:"reenable-after"` // disable-source-ip [1h]
 	RetryAfter    Duration `toml:"retry-after"`    // retry-soon [5m]
@@ -222,7 +222,6 @@ func (c *Config) validatePatternLists(p *problems) {
 			case r.Mode != "" && r.Action != "":
 				p.add(k, "set mode or action, not both")
 			case r.Mode == "backoff":
-				p.add(k+".mode", `"backoff" is not supported yet (it arrives with traffic shaping)`)
 			case r.Mode != "":
 				p.add(k+".mode", "%q is not a mode; use \"backoff\"", r.Mode)
 			case r.Action == "":
