@@ -12,6 +12,9 @@
 //   - fbl/dsn parses bounces: RFC 3464 delivery status notifications, common
 //     non-standard bounces by heuristics, and tells auto-replies (RFC 3834)
 //     apart; each failed recipient gets an engine/bounce category.
+//   - fbl/suppress keeps the suppression list, on one node or shared in Redis.
+//   - fbl/unsub does RFC 8058 one-click unsubscribe: token, headers, handler.
+//   - fbl/guard pauses a job or VMTA whose complaint rate crosses the limit.
 //
 // Parsers read at most 10 MiB, cap the MIME structure they build and never
 // panic on input. The corpus test in this directory runs the real reports of
