@@ -103,7 +103,16 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		go func() { defer close(ptrDone); reg.CheckReverseDNS(ptrCtx, res.LookupPTR) }()
 		defer func() { stopPTR(); <-ptrDone }()
 	}
+	shaper, err := newThrottle(cfg.Redis, log.Named("throttle"))
+	if err != nil {
+		return err
+	}
+	defer shaper.Close()
+	host, _ := os.Hostname()
 	sch := queue.New(queue.Options{
+		Throttle:   shaper,
+		Rollup:     cfg.RollupFor,
+		NodeID:     fmt.Sprintf("%s-%d", host, os.Getpid()),
 		Hostname:   cfg.Hostname,
 		Pools:      reg,
 		Domains:    cfg.DomainForVMTA,

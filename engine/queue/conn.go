@@ -34,6 +34,13 @@ func (s *Scheduler) runConn(q *queue) {
 		s.connDone(q, failed)
 	}()
 	ctx := s.hardCtx
+	lease := s.acquireSlot(q)
+	if lease == nil {
+		failed = true // nothing to do, or stopping: no respawn
+		return
+	}
+	defer lease.Release(context.WithoutCancel(ctx))
+	leased := s.opts.Now()
 	targets, err := s.targets(ctx, q)
 	if err != nil {
 		s.failQueue(q, reply.From(err), nil)
@@ -55,13 +62,24 @@ func (s *Scheduler) runConn(q *queue) {
 	info := connInfoOf(conn)
 	limit := q.settings.MaxMsgPerConnection
 	for sent := 0; limit == 0 || sent < limit; sent++ {
-		if !s.opts.Pools.Available(q.vmta, q.domain) {
+		if !s.opts.Pools.Available(q.vmta, q.site) {
 			s.reroute(q) // disabled for this site: its mail moves within the pool
 			return
 		}
 		it := s.next(q)
 		if it == nil {
 			return
+		}
+		if _, rate, _ := s.limits(q); !rate.Unlimited() && !s.waitRate(q, "rate", toRate(rate)) {
+			s.makeReady(it) // stopping: back to the queue, still pending in the spool
+			return
+		}
+		if now := s.opts.Now(); now.Sub(leased) > leaseTTL/3 {
+			if err := lease.Renew(ctx); err != nil {
+				s.makeReady(it)
+				return // the slot is gone (e.g. Redis came back full): close this connection
+			}
+			leased = now
 		}
 		if !s.deliver(ctx, conn, it, info) {
 			return

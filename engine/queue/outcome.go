@@ -90,7 +90,7 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 	rules := s.opts.Rules(set.SMTPPatternList)
 	var deferred []int
 	var failed []failure
-	disabled := false
+	disabled, backedOff, delivered := false, false, false
 	newStates := make([]spool.Rcpt, len(it.idx))
 	recs := make([]*acct.Record, 0, len(it.idx))
 	next := time.Time{}
@@ -106,12 +106,16 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 		rc.LastReply = r.Error()
 		rec := s.record(it, rc, r, info, now)
 		rule := matchRule(rules, r)
+		if rule != nil && rule.Mode == "backoff" && !backedOff {
+			s.setBackoff(it.q, "reply matched "+rule.Reply.String()+": "+oneLine(r.Error()))
+			backedOff = true
+		}
 		switch {
 		case rule != nil && rule.Action == "disable-source-ip":
 			// Not the message's fault: take this IP out of rotation for the
 			// site and send the recipient again at once from another.
 			if !disabled {
-				s.opts.Pools.Disable(it.q.vmta, it.domain, now.Add(rule.ReenableAfter.D()), "reply matched "+rule.Reply.String()+": "+oneLine(r.Error()))
+				s.opts.Pools.Disable(it.q.vmta, it.q.site, now.Add(rule.ReenableAfter.D()), "reply matched "+rule.Reply.String()+": "+oneLine(r.Error()))
 				disabled = true
 			}
 			rec.Type, rec.DSNAction = "t", "delayed"
@@ -130,6 +134,7 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 			rc.NextAttempt = next
 			deferred = append(deferred, i)
 		case r.Code/100 == 2:
+			delivered = true
 			rc.State = spool.Delivered
 			rec.Type, rec.DSNAction = "d", "relayed"
 		case r.Permanent():
@@ -146,7 +151,8 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 		default:
 			rec.Type, rec.DSNAction = "t", "delayed"
 			if next.IsZero() {
-				next = now.Add(retryDelay(set.RetryAfter, rc.Attempts))
+				_, _, retry := s.limits(it.q)
+				next = now.Add(retryDelay(retry, rc.Attempts))
 				if next.After(expireAt) {
 					next = expireAt // one last attempt at expiry
 				}
@@ -159,6 +165,9 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 	}
 	msg.mu.Unlock()
 
+	if delivered {
+		s.deliveredInBackoff(it.q)
+	}
 	wantDSN := len(failed) > 0 && msg.env.BounceDSN && msg.env.From != ""
 	if wantDSN && body == nil {
 		body, _ = s.opts.Store.Body(msg.id) // before Update may delete it

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-mta/sluice/engine/dns"
 	"github.com/sluice-mta/sluice/engine/spool"
 	"github.com/sluice-mta/sluice/pools"
+	"github.com/sluice-mta/sluice/throttle"
 )
 
 // Store is the part of the spool the scheduler uses.
@@ -35,6 +36,7 @@ type Store interface {
 // Resolver finds where a domain's mail goes.
 type Resolver interface {
 	Route(ctx context.Context, domain string) ([]dns.Host, error)
+	LookupMX(ctx context.Context, domain string) ([]dns.MX, error)
 	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
@@ -61,6 +63,9 @@ type Options struct {
 	Pools       Picker
 	Domains     func(domain, vmta string) config.DomainSettings
 	Rules       func(list string) []config.PatternRule // an smtp-pattern-list by name
+	Rollup      func(mxHosts []string) string          // the [mx-rollup] site of these MX hosts; nil: no rollup
+	Throttle    throttle.Backend                       // shared limits and modes; nil: in-process
+	NodeID      string                                 // names this node's share of per-node limits
 	Delivery    config.Delivery
 	Store       Store
 	Resolver    Resolver
@@ -83,6 +88,13 @@ type Scheduler struct {
 
 	timers *timers
 
+	sitesMu sync.Mutex
+	sites   map[string]*siteEntry // domain → its site
+	mxSites map[string]string     // sorted MX set → the first domain seen with it
+
+	modesMu sync.Mutex
+	modes   map[string]throttle.State // queue name → backoff state, kept by watchModes
+
 	runCtx     context.Context // cancelled when Stop begins: take no new work
 	stopRun    context.CancelFunc
 	hardCtx    context.Context // cancelled when the shutdown timeout runs out: abort I/O
@@ -101,7 +113,11 @@ func New(opts Options) *Scheduler {
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = 2 * time.Second
 	}
-	s := &Scheduler{opts: opts, log: opts.Log, queues: make(map[string]*queue)}
+	if opts.Throttle == nil {
+		opts.Throttle = throttle.NewLocal(throttle.WithClock(opts.Now))
+	}
+	s := &Scheduler{opts: opts, log: opts.Log, queues: make(map[string]*queue),
+		sites: make(map[string]*siteEntry), mxSites: make(map[string]string), modes: make(map[string]throttle.State)}
 	s.runCtx, s.stopRun = context.WithCancel(context.Background())
 	s.hardCtx, s.stopHard = context.WithCancel(context.Background())
 	s.timers = newTimers(opts.Now)
@@ -114,7 +130,10 @@ func New(opts Options) *Scheduler {
 func (s *Scheduler) Start() {
 	go func() {
 		defer close(s.timersDone)
+		modesDone := make(chan struct{})
+		go func() { defer close(modesDone); s.watchModes(s.runCtx) }()
 		s.timers.run(s.runCtx, s.makeReady)
+		<-modesDone
 	}()
 }
 
@@ -202,14 +221,16 @@ func (s *Scheduler) schedule(msg *message) {
 // group small enough not to deadlock (RFC 2920 §3.1).
 const maxRcptsPerTransaction = 100
 
-// queueFor returns the queue "domain/vmta", creating it.
-func (s *Scheduler) queueFor(domain string, v *pools.VMTA) *queue {
-	name := domain + "/" + v.Name
+// queueFor returns the queue "site/vmta", creating it. domain is the
+// domain that asked: for a site that is not a rollup, the one whose MX
+// hosts the queue uses.
+func (s *Scheduler) queueFor(domain, site string, v *pools.VMTA) *queue {
+	name := site + "/" + v.Name
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queues[name]
 	if q == nil {
-		q = &queue{name: name, domain: domain, vmta: v, settings: s.opts.Domains(domain, v.Name)}
+		q = &queue{name: name, domain: domain, site: site, vmta: v, settings: s.opts.Domains(site, v.Name)}
 		s.queues[name] = q
 	}
 	return q
@@ -223,15 +244,19 @@ const waitForVMTA = time.Minute
 // to the site (a retry stays where it was), else a fresh pick. It reports
 // false when the item had to be parked until a VMTA has room.
 func (s *Scheduler) assign(it *item) bool {
-	if it.q != nil && s.opts.Pools.Available(it.q.vmta, it.domain) {
+	if it.q != nil && s.opts.Pools.Available(it.q.vmta, it.q.site) {
 		return true
 	}
-	v, pool, err := s.opts.Pools.Pick(it.msg.env.VMTA, it.domain)
+	site, ok := s.siteFor(it)
+	if !ok {
+		return false // parked until the site is known
+	}
+	v, pool, err := s.opts.Pools.Pick(it.msg.env.VMTA, site)
 	if errors.Is(err, pools.ErrUnknown) {
 		// Accepted under a name no longer configured (a restart with a new
 		// config): fall back to the default choice rather than strand it.
 		s.log.Warn("unknown virtual mta, using the default", zap.String("msg_id", it.msg.id), zap.String("vmta", it.msg.env.VMTA))
-		v, pool, err = s.opts.Pools.Pick("", it.domain)
+		v, pool, err = s.opts.Pools.Pick("", site)
 	}
 	if err != nil {
 		it.q = nil
@@ -239,7 +264,7 @@ func (s *Scheduler) assign(it *item) bool {
 		s.timers.push(it)
 		return false
 	}
-	it.q = s.queueFor(it.domain, v)
+	it.q = s.queueFor(it.domain, site, v)
 	it.pool = pool
 	return true
 }
@@ -357,7 +382,8 @@ type item struct {
 // queue is "domain/vmta": its ready list, its connections and its settings.
 type queue struct {
 	name     string
-	domain   string
+	domain   string // a domain of the site: its MX hosts are where connections go
+	site     string
 	vmta     *pools.VMTA
 	settings config.DomainSettings
 
