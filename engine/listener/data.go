@@ -32,7 +32,15 @@ func (s *session) Data(r io.Reader) error {
 		return toWire(reply.New(503, reply.Status{5, 5, 1}, "need RCPT before DATA"))
 	}
 	limit := maxSizeFor(s.src)
-	raw, err := io.ReadAll(io.LimitReader(r, limit+1))
+	// Size the buffer from SIZE= when the client declared it (RFC 1870),
+	// so a message is read without regrowing.
+	hint := int64(32 << 10)
+	if s.mail.Size > 0 && s.mail.Size <= limit {
+		hint = s.mail.Size + 1024
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, hint))
+	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	raw := buf.Bytes()
 	if err != nil {
 		if errors.Is(err, smtp.ErrTooLongLine) {
 			// go-smtp stops reading the session after this; the client learns why.
