@@ -11,7 +11,7 @@
 //	go run ./bench sink      [flags]   only the sink, until interrupted
 //	go run ./bench all       [flags]   clean, deferrals, large, latency, peer and backlog, with a summary
 //
-// throttled, dkim and redis are not available yet. Every run is bounded by
+// dkim is not available yet. Every run is bounded by
 // --messages (or --rcpts) and --timeout. Nothing here asserts speed; the
 // tests of this package check the harness itself with small loads, and
 // BenchmarkRelay (go test -bench . ./bench) keeps the smtp-source figure.
@@ -49,7 +49,7 @@ func main() {
 
 func run(args []string) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench SCENARIO [flags]; scenarios: clean deferrals large latency backlog peer sink (throttled dkim redis: not yet)")
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench SCENARIO [flags]; scenarios: clean deferrals large latency backlog peer throttled redis sink (dkim: not yet)")
 		return 2
 	}
 	name := args[0]
@@ -150,7 +150,7 @@ func runSink(ctx context.Context, addrs, replies []string, p scenario.Params) in
 func runAll(ctx context.Context, p scenario.Params, jsonOut bool) int {
 	var all []*scenario.Result
 	code := 0
-	for _, name := range []string{"clean", "deferrals", "large", "latency", "peer", "backlog"} {
+	for _, name := range []string{"clean", "deferrals", "large", "latency", "throttled", "redis", "peer", "backlog"} {
 		q := p
 		q.Scenario = name
 		if name == "large" && p.Size != "" {

@@ -97,7 +97,7 @@ type Result struct {
 }
 
 // ErrNotAvailable is returned for scenarios that wait on other features.
-var ErrNotAvailable = errors.New("not available until the throttle/DKIM issue lands")
+var ErrNotAvailable = errors.New("not available until the DKIM issue lands")
 
 // env is the running infrastructure of one scenario.
 type env struct {
@@ -109,6 +109,7 @@ type env struct {
 	domains []string
 	sinkIPs []string
 	bin     string
+	extra   string // raw TOML added to the daemon's config
 }
 
 func (p *Params) defaults() {
@@ -172,9 +173,9 @@ func (p *Params) ip(host int) string { return fmt.Sprintf("127.30.%d.%d", p.Net,
 func Run(ctx context.Context, p Params) (*Result, error) {
 	p.defaults()
 	switch p.Scenario {
-	case "throttled", "dkim", "redis":
+	case "dkim":
 		return nil, ErrNotAvailable
-	case "clean", "deferrals", "large", "latency", "backlog", "peer":
+	case "clean", "deferrals", "large", "latency", "backlog", "peer", "throttled", "redis":
 	default:
 		return nil, fmt.Errorf("unknown scenario %q (clean, deferrals, large, latency, backlog, peer, throttled, dkim, redis)", p.Scenario)
 	}
@@ -193,6 +194,10 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 		err = e.peer(ctx, res)
 	case "latency":
 		err = e.latency(ctx, res)
+	case "redis":
+		err = e.redisRelay(ctx, res)
+	case "throttled":
+		err = e.throttled(ctx, res)
 	default:
 		err = e.relay(ctx, res)
 	}
@@ -334,6 +339,7 @@ func (e *env) daemonConfig(retry, timeout string) string {
 		fmt.Fprintf(&b, "\n[[virtual-mta-pool]]\nname = \"default\"\nvirtual-mtas = [%s]\n", strings.Join(names, ", "))
 		c.Extra = b.String()
 	}
+	c.Extra += e.extra
 	return c.TOML()
 }
 

@@ -108,12 +108,28 @@ func TestPeer(t *testing.T) {
 }
 
 func TestNotAvailable(t *testing.T) {
-	for _, s := range []string{"throttled", "dkim", "redis"} {
-		if _, err := Run(context.Background(), Params{Scenario: s}); !errors.Is(err, ErrNotAvailable) {
-			t.Errorf("%s: %v", s, err)
-		}
+	if _, err := Run(context.Background(), Params{Scenario: "dkim"}); !errors.Is(err, ErrNotAvailable) {
+		t.Errorf("dkim: %v", err)
 	}
 	if _, err := Run(context.Background(), Params{Scenario: "nope"}); err == nil {
 		t.Error("unknown scenario accepted")
+	}
+}
+
+func TestRedisAndThrottled(t *testing.T) {
+	testenv.RequireTool(t, "redis-server", "/usr/bin/redis-server")
+	res, err := Run(context.Background(), params(t, "redis", 26))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Phases) != 3 || res.Phases[2].Messages != 200 || res.Ratios["redis/embedded"] <= 0 {
+		t.Errorf("redis: %+v %v", res.Phases, res.Ratios)
+	}
+	res, err = Run(context.Background(), params(t, "throttled", 27))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Phases) != 1 || res.Phases[0].Messages != 200 || res.Ratios["e2e/cap"] <= 0 || res.Ratios["e2e/cap"] > 1.2 {
+		t.Errorf("throttled: %+v %v", res.Phases, res.Ratios)
 	}
 }
