@@ -109,20 +109,28 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	}
 	defer shaper.Close()
 	host, _ := os.Hostname()
+	idle := time.Duration(0) // the scheduler's default linger
+	if cfg.Redis.Enabled() {
+		// A connection that lingers for more mail holds a slot of the whole
+		// fleet: with shared limits, give it back quickly.
+		idle = 100 * time.Millisecond
+	}
 	sch := queue.New(queue.Options{
-		Throttle:   shaper,
-		Rollup:     cfg.RollupFor,
-		NodeID:     fmt.Sprintf("%s-%d", host, os.Getpid()),
-		Hostname:   cfg.Hostname,
-		Pools:      reg,
-		Domains:    cfg.DomainForVMTA,
-		Rules:      cfg.Rules,
-		Delivery:   cfg.Delivery,
-		Store:      sp,
-		Resolver:   res,
-		Acct:       aw,
-		Classifier: bounce.NewClassifier(rules),
-		Log:        log.Named("queue"),
+		Throttle:    shaper,
+		Shared:      cfg.Redis.Enabled(),
+		IdleTimeout: idle,
+		Rollup:      cfg.RollupFor,
+		NodeID:      fmt.Sprintf("%s-%d", host, os.Getpid()),
+		Hostname:    cfg.Hostname,
+		Pools:       reg,
+		Domains:     cfg.DomainForVMTA,
+		Rules:       cfg.Rules,
+		Delivery:    cfg.Delivery,
+		Store:       sp,
+		Resolver:    res,
+		Acct:        aw,
+		Classifier:  bounce.NewClassifier(rules),
+		Log:         log.Named("queue"),
 	})
 	sch.Start()
 	in, err := listener.New(cfg.Listeners, listener.Options{

@@ -98,6 +98,13 @@ func (s *Scheduler) connDone(q *queue, failed bool) {
 	}
 	q.mu.Unlock()
 	if again {
+		if s.opts.Shared {
+			// The slot just freed is the fleet's: give the other nodes'
+			// waiting connections a fair chance at it before taking it back.
+			q.mu.Lock()
+			q.yield++
+			q.mu.Unlock()
+		}
 		s.spawn(q)
 	}
 }

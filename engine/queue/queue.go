@@ -66,6 +66,7 @@ type Options struct {
 	Rollup      func(mxHosts []string) string          // the [mx-rollup] site of these MX hosts; nil: no rollup
 	Throttle    throttle.Backend                       // shared limits and modes; nil: in-process
 	NodeID      string                                 // names this node's share of per-node limits
+	Shared      bool                                   // limits are shared with other nodes (Redis): be fair to them
 	Delivery    config.Delivery
 	Store       Store
 	Resolver    Resolver
@@ -390,6 +391,7 @@ type queue struct {
 	mu        sync.Mutex
 	ready     []*item
 	holdUntil time.Time    // after a connection failure: wait until then
+	yield     int          // connections to start after a pause, for fairness to other nodes
 	probing   bool         // the hold ended: one connection tries before the rest
 	active    int          // connection goroutines
 	idle      []chan *item // connections waiting for work

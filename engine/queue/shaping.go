@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,6 +58,15 @@ func toRate(r config.Rate) throttle.Rate { return throttle.Rate{N: r.N, Per: r.P
 // rate. It gives up (nil) when q has no mail left or we are stopping.
 func (s *Scheduler) acquireSlot(q *queue) throttle.Lease {
 	ctx := s.runCtx
+	q.mu.Lock()
+	yield := q.yield > 0
+	if yield {
+		q.yield--
+	}
+	q.mu.Unlock()
+	if yield {
+		sleep(ctx, jitter(150*time.Millisecond))
+	}
 	for ctx.Err() == nil {
 		maxOut, _, _ := s.limits(q)
 		l, ok, err := s.opts.Throttle.AcquireConn(ctx, s.limitKey(q, "conn"), maxOut, leaseTTL)
@@ -78,9 +88,15 @@ func (s *Scheduler) acquireSlot(q *queue) throttle.Lease {
 		if empty {
 			return nil
 		}
-		sleep(ctx, 200*time.Millisecond)
+		sleep(ctx, jitter(50*time.Millisecond))
 	}
 	return nil
+}
+
+// jitter returns a duration between d/2 and 3d/2, so that nodes polling
+// for the same slot do not do so in step.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
 }
 
 // waitRate waits until the rate named kind lets one more go. It returns
