@@ -19,6 +19,13 @@ import (
 // deliver sends one item over conn and settles its recipients. It reports
 // whether the connection can carry another transaction.
 func (s *Scheduler) deliver(ctx context.Context, conn *delivery.Conn, it *item, info *connInfo) bool {
+	if n := it.q.settings.MaxRcptPerMessage; n > 0 && len(it.idx) > n {
+		// max-rcpt-per-message: this transaction takes the first n, the
+		// rest queue again as their own item.
+		rest := &item{msg: it.msg, domain: it.domain, idx: it.idx[n:], q: it.q, pool: it.pool}
+		it.idx = it.idx[:n:n]
+		s.makeReady(rest)
+	}
 	msg := it.msg
 	body, err := s.opts.Store.Body(msg.id)
 	if err != nil {

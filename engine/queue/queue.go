@@ -217,10 +217,11 @@ func (s *Scheduler) schedule(msg *message) {
 	}
 }
 
-// maxRcptsPerTransaction caps the recipients sent in one transaction: RFC
-// 5321 §4.5.3.1.8 obliges servers to take only 100, and it keeps a pipelined
-// group small enough not to deadlock (RFC 2920 §3.1).
-const maxRcptsPerTransaction = 100
+// maxRcptsPerTransaction bounds an item; max-rcpt-per-message (default
+// 100, what RFC 5321 §4.5.3.1.8 obliges servers to take) splits it further
+// at delivery. It also keeps a pipelined group small enough not to
+// deadlock (RFC 2920 §3.1).
+const maxRcptsPerTransaction = 1000
 
 // queueFor returns the queue "site/vmta", creating it. domain is the
 // domain that asked: for a site that is not a rollup, the one whose MX

@@ -308,3 +308,27 @@ func TestFailedHostHoldsQueue(t *testing.T) {
 		t.Errorf("%d connections after the retry, want a few", n)
 	}
 }
+
+func TestMaxRcptPerMessage(t *testing.T) {
+	e := setup(t, config.Domain{MaxRcptPerMessage: ptr(2)})
+	s := testenv.StartSink(t, "127.12.6.1:25", testenv.SinkOptions{})
+	e.dns.SetMX("split.test", dnstest.MX{Pref: 10, Host: "mx.split.test"})
+	e.dns.SetA("mx.split.test", "127.12.6.1")
+	var rcpts []string
+	for i := 0; i < 5; i++ {
+		rcpts = append(rcpts, fmt.Sprintf("r%d@split.test", i))
+	}
+	e.inject(t, "s@sender.test", rcpts...)
+	e.acct.wait(t, "d", 5)
+	s.WaitCount(t, 3, 5*time.Second)
+	got := 0
+	for _, m := range s.Messages() {
+		if len(m.Rcpts) > 2 {
+			t.Errorf("a transaction carried %d recipients, want ≤ 2", len(m.Rcpts))
+		}
+		got += len(m.Rcpts)
+	}
+	if got != 5 || s.Count() != 3 {
+		t.Errorf("%d transactions carrying %d recipients, want 3 and 5", s.Count(), got)
+	}
+}
