@@ -41,9 +41,20 @@ func (s *Scheduler) runConn(q *queue) {
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
 	leased := s.opts.Now()
-	targets, err := s.targets(ctx, q)
+	q.mu.Lock()
+	routeDomain := q.domain
+	q.mu.Unlock()
+	targets, err := s.targets(ctx, q, routeDomain)
 	if err != nil {
-		s.failQueue(q, reply.From(err), nil)
+		r := reply.From(err)
+		if r.Permanent() && q.site != routeDomain {
+			// The domain the site routes through is gone (NXDOMAIN, null
+			// MX): that is its own mail's fault, not the rest of the site's.
+			s.failDomain(q, routeDomain, r)
+			s.forgetSite(routeDomain)
+			return // connDone starts another connection for what is left
+		}
+		s.failQueue(q, r, nil)
 		failed = true
 		return
 	}
@@ -53,8 +64,16 @@ func (s *Scheduler) runConn(q *queue) {
 		if r.Permanent() { // a refusal at connection level is never a bounce by itself
 			r = reply.Wrap(451, reply.Status{4, 4, 0}, r.Error(), r)
 		}
-		s.failQueue(q, r, nil)
+		q.mu.Lock()
+		others := q.active > 1
+		q.mu.Unlock()
 		failed = true
+		if others {
+			// Other connections of this queue work (e.g. the remote caps
+			// connections per client): this one just ends.
+			return
+		}
+		s.failQueue(q, r, nil)
 		return
 	}
 	defer conn.Quit()
@@ -93,10 +112,27 @@ func (s *Scheduler) connDone(q *queue, failed bool) {
 	q.mu.Lock()
 	q.active--
 	again := !failed && len(q.ready) > 0 && q.active < q.settings.MaxSMTPOut && s.runCtx.Err() == nil
+	var parked []*item
+	if failed && q.active == 0 && len(q.ready) > 0 && s.runCtx.Err() == nil {
+		// Mail arrived while this failing connection was settling: with no
+		// connection left it would sit in the ready list. Wait for the hold
+		// to end, or try again now if there is none.
+		if hold := q.holdUntil; !hold.IsZero() && s.opts.Now().Before(hold) {
+			parked, q.ready = q.ready, nil
+			for _, it := range parked {
+				it.next = hold
+			}
+		} else {
+			again = true
+		}
+	}
 	if again {
 		q.active++
 	}
 	q.mu.Unlock()
+	for _, it := range parked {
+		s.timers.push(it)
+	}
 	if again {
 		if s.opts.Shared {
 			// The slot just freed is the fleet's: give the other nodes'
@@ -143,7 +179,7 @@ func (s *Scheduler) next(q *queue) *item {
 
 // targets lists the addresses to try for q's domain: the configured route,
 // an address literal, or the MX hosts in preference order (RFC 5321 §5.1).
-func (s *Scheduler) targets(ctx context.Context, q *queue) ([]target, error) {
+func (s *Scheduler) targets(ctx context.Context, q *queue, domain string) ([]target, error) {
 	port := strconv.Itoa(s.opts.Delivery.Port)
 	if r := q.settings.Route; r != "" {
 		host, p, err := net.SplitHostPort(r)
@@ -163,15 +199,15 @@ func (s *Scheduler) targets(ctx context.Context, q *queue) ([]target, error) {
 		}
 		return ts, nil
 	}
-	if strings.HasPrefix(q.domain, "[") && strings.HasSuffix(q.domain, "]") {
-		lit := strings.TrimPrefix(strings.TrimSuffix(q.domain[1:], "]"), "ipv6:")
+	if strings.HasPrefix(domain, "[") && strings.HasSuffix(domain, "]") {
+		lit := strings.TrimPrefix(strings.TrimSuffix(domain[1:], "]"), "ipv6:")
 		ip, err := netip.ParseAddr(lit)
 		if err != nil {
 			return nil, reply.New(550, reply.Status{5, 1, 2}, "bad address literal")
 		}
-		return []target{{host: q.domain, addr: net.JoinHostPort(ip.String(), port)}}, nil
+		return []target{{host: domain, addr: net.JoinHostPort(ip.String(), port)}}, nil
 	}
-	hosts, err := s.opts.Resolver.Route(ctx, q.domain)
+	hosts, err := s.opts.Resolver.Route(ctx, domain)
 	if err != nil {
 		return nil, err
 	}

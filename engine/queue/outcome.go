@@ -63,6 +63,29 @@ func sameReply(n int, r *reply.Error) []*reply.Error {
 	return rs
 }
 
+// failDomain settles the ready items of q for one domain with r, and
+// points the queue at another domain of its site for routing.
+func (s *Scheduler) failDomain(q *queue, domain string, r *reply.Error) {
+	q.mu.Lock()
+	var mine, rest []*item
+	for _, it := range q.ready {
+		if it.domain == domain {
+			mine = append(mine, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	q.ready = rest
+	if len(rest) > 0 {
+		q.domain = rest[0].domain
+	}
+	q.mu.Unlock()
+	s.log.Info("site routing domain failed", zap.String("queue", q.name), zap.String("domain", domain), zap.Object("reply", r))
+	for _, it := range mine {
+		s.settle(it, sameReply(len(it.idx), r), nil, nil)
+	}
+}
+
 // failQueue settles every ready item of q with r: a DNS or connection
 // failure concerns the whole queue.
 //
@@ -113,6 +136,9 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 		rc.LastReply = r.Error()
 		rec := s.record(it, rc, r, info, now)
 		rule := matchRule(rules, r)
+		if r.Code/100 != 2 && !now.Before(expireAt) && (rule == nil || rule.Action != "bounce") {
+			rule = nil // expired: no rule may keep it waiting; it bounces below
+		}
 		if rule != nil && rule.Mode == "backoff" && !backedOff {
 			s.setBackoff(it.q, "reply matched "+rule.Reply.String()+": "+oneLine(r.Error()))
 			backedOff = true

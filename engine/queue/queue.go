@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mta/sluice/engine/acct"
 	"github.com/sluice-mta/sluice/engine/config"
 	"github.com/sluice-mta/sluice/engine/dns"
+	"github.com/sluice-mta/sluice/engine/reply"
 	"github.com/sluice-mta/sluice/engine/spool"
 	"github.com/sluice-mta/sluice/pools"
 	"github.com/sluice-mta/sluice/throttle"
@@ -261,8 +262,14 @@ func (s *Scheduler) assign(it *item) bool {
 		v, pool, err = s.opts.Pools.Pick("", site)
 	}
 	if err != nil {
+		if s.expireUnassigned(it, site) {
+			return false
+		}
 		it.q = nil
 		it.next = s.opts.Now().Add(waitForVMTA)
+		if exp := it.msg.env.Received.Add(s.opts.Domains(site, "").BounceAfter.D()); exp.Before(it.next) {
+			it.next = exp // look again when it expires, to bounce it then
+		}
 		s.timers.push(it)
 		return false
 	}
@@ -311,6 +318,7 @@ func (s *Scheduler) makeReady(it *item) {
 // succeeded, so the queue may open its other connections.
 func (s *Scheduler) connected(q *queue) {
 	q.mu.Lock()
+	q.holdUntil = time.Time{} // the host answers again
 	if !q.probing {
 		q.mu.Unlock()
 		return
@@ -416,4 +424,21 @@ func (q *queue) removeIdleLocked(ch chan *item) bool {
 		}
 	}
 	return false
+}
+
+// expireUnassigned bounces an item that no VMTA could take before its
+// bounce-after ran out (every VMTA disabled for the site, or at its cap):
+// waiting must not outlive the message.
+func (s *Scheduler) expireUnassigned(it *item, site string) bool {
+	set := s.opts.Domains(site, "")
+	if s.opts.Now().Before(it.msg.env.Received.Add(set.BounceAfter.D())) {
+		return false
+	}
+	name := it.msg.env.VMTA
+	if name == "" {
+		name = pools.DefaultName
+	}
+	it.q = &queue{name: site + "/" + name, domain: it.domain, site: site, vmta: &pools.VMTA{Name: name}, settings: set}
+	s.settle(it, sameReply(len(it.idx), reply.New(451, reply.Status{4, 4, 0}, "no virtual MTA available for this site")), nil, nil)
+	return true
 }

@@ -63,6 +63,7 @@ type env struct {
 	store *spool.Store
 	acct  *recorder
 	dns   *dnstest.Server
+	pools *pools.Registry
 }
 
 func setup(t *testing.T, dom config.Domain) *env {
@@ -78,9 +79,10 @@ func setup(t *testing.T, dom config.Domain) *env {
 	}
 	cfg := &config.Config{Hostname: "mta.test", Domains: map[string]*config.Domain{"*": &dom}}
 	rec := &recorder{}
+	reg := pools.New(cfg, pools.Options{Counters: st})
 	sch := New(Options{
 		Hostname:    "mta.test",
-		Pools:       pools.New(cfg, pools.Options{Counters: st}),
+		Pools:       reg,
 		Domains:     cfg.DomainForVMTA,
 		Rules:       cfg.Rules,
 		Delivery:    config.Delivery{Port: 25},
@@ -98,7 +100,7 @@ func setup(t *testing.T, dom config.Domain) *env {
 		sch.Stop(ctx)
 		st.Close()
 	})
-	return &env{sch: sch, store: st, acct: rec, dns: srv}
+	return &env{sch: sch, store: st, acct: rec, dns: srv, pools: reg}
 }
 
 func (e *env) inject(t *testing.T, from string, rcpts ...string) string {
@@ -330,5 +332,22 @@ func TestMaxRcptPerMessage(t *testing.T) {
 	}
 	if got != 5 || s.Count() != 3 {
 		t.Errorf("%d transactions carrying %d recipients, want 3 and 5", s.Count(), got)
+	}
+}
+
+// TestNoVMTAExpires: mail that no VMTA may take (here the only one is
+// disabled for the site) still bounces at bounce-after.
+func TestNoVMTAExpires(t *testing.T) {
+	e := setup(t, config.Domain{BounceAfter: ptr(config.Duration(time.Second))})
+	e.pools.Disable(e.pools.Get("default"), "blocked.test", time.Now().Add(time.Hour), "test")
+	e.inject(t, "s@sender.test", "a@blocked.test")
+	e.acct.wait(t, "b", 1)
+	for _, r := range e.acct.recs {
+		if r.Type == "b" && r.BounceCat != bounce.MessageExpired {
+			t.Errorf("bounceCat %q, want message-expired", r.BounceCat)
+		}
+	}
+	if n := e.store.Len(); n != 0 {
+		t.Errorf("spool holds %d messages", n)
 	}
 }

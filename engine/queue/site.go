@@ -107,3 +107,12 @@ func (s *Scheduler) resolveSite(domain string) {
 		s.makeReady(it)
 	}
 }
+
+// forgetSite drops a domain's cached site, so that it is looked up again.
+func (s *Scheduler) forgetSite(domain string) {
+	s.sitesMu.Lock()
+	defer s.sitesMu.Unlock()
+	if e := s.sites[domain]; e != nil && !e.resolving {
+		delete(s.sites, domain)
+	}
+}
