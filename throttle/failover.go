@@ -178,11 +178,11 @@ func (f *Failover) degrade(err error) {
 		f.mu.Unlock()
 		return
 	}
+	f.log.Warn("redis unreachable, using local limits", zap.Error(err), zap.Int("expected_nodes", f.nodes))
 	f.degraded.Store(true)
 	f.since = time.Now()
 	f.announce()
 	f.mu.Unlock()
-	f.log.Warn("redis unreachable, using local limits", zap.Error(err), zap.Int("expected_nodes", f.nodes))
 }
 
 // announce tells every subscriber to re-read. f.mu is held.
@@ -236,11 +236,12 @@ func (f *Failover) restore(ctx context.Context) {
 	for range 3 {
 		f.mu.Lock()
 		if len(f.dirty) == 0 && len(f.pending) == 0 {
+			// Logged before the switch, so that whoever sees Degraded()
+			// turn false also finds the line.
+			f.log.Info("redis reachable, shared limits restored", zap.Duration("outage", time.Since(f.since)))
 			f.degraded.Store(false)
-			outage := time.Since(f.since)
 			f.announce()
 			f.mu.Unlock()
-			f.log.Info("redis reachable, shared limits restored", zap.Duration("outage", outage))
 			return
 		}
 		dirty, pending := f.dirty, f.pending
