@@ -89,6 +89,12 @@ func (s *Scheduler) runConn(q *queue) {
 		if it == nil {
 			return
 		}
+		if !s.opts.Pools.Available(q.vmta, q.site) {
+			// Disabled while this connection waited: not from this IP.
+			s.makeReady(it)
+			s.reroute(q)
+			return
+		}
 		if _, rate, _ := s.limits(q); !rate.Unlimited() && !s.waitRate(q, "rate", toRate(rate)) {
 			s.makeReady(it) // stopping: back to the queue, still pending in the spool
 			return
