@@ -94,7 +94,17 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	for _, r := range cfg.BounceRules {
 		rules = append(rules, bounce.Rule{Pattern: r.Pattern.Regexp, Category: r.Category})
 	}
-	reg := pools.New(cfg, pools.Options{Counters: sp, Log: log.Named("pools")})
+	shaper, err := newThrottle(cfg.Redis, log.Named("throttle"))
+	if err != nil {
+		return err
+	}
+	defer shaper.Close()
+	// Warm-up counts live in the spool database, or in Redis for the fleet.
+	var counters pools.Counters = sp
+	if cfg.Redis.Enabled() {
+		counters = sharedCounters{shaper}
+	}
+	reg := pools.New(cfg, pools.Options{Counters: counters, Log: log.Named("pools")})
 	reg.LogWarmup()
 	if len(cfg.VirtualMTAs) > 0 {
 		// A warning only: check forward-confirmed reverse DNS off the start path.
@@ -103,11 +113,6 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		go func() { defer close(ptrDone); reg.CheckReverseDNS(ptrCtx, res.LookupPTR) }()
 		defer func() { stopPTR(); <-ptrDone }()
 	}
-	shaper, err := newThrottle(cfg.Redis, log.Named("throttle"))
-	if err != nil {
-		return err
-	}
-	defer shaper.Close()
 	host, _ := os.Hostname()
 	idle := time.Duration(0) // the scheduler's default linger
 	if cfg.Redis.Enabled() {

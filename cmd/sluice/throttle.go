@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -38,3 +39,18 @@ func newThrottle(c config.Redis, log *zap.Logger) (throttle.Backend, error) {
 	primary := throttle.NewRedis(client, throttle.RedisOptions{})
 	return throttle.NewFailover(primary, throttle.FailoverOptions{ExpectedNodes: max(c.ExpectedNodes, 1), Log: log}), nil
 }
+
+// sharedCounters keeps warm-up counts in the throttle backend (Redis when
+// configured), so that every node counts against one daily cap. Counts
+// are named per day, so they need only outlive it.
+type sharedCounters struct{ b throttle.Backend }
+
+const counterTTL = 48 * time.Hour
+
+func (c sharedCounters) AddCounter(name string, delta int64) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.b.Counter(ctx, name, delta, counterTTL)
+}
+
+func (c sharedCounters) Counter(name string) (int64, error) { return c.AddCounter(name, 0) }

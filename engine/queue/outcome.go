@@ -148,7 +148,7 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 			// Not the message's fault: take this IP out of rotation for the
 			// site and send the recipient again at once from another.
 			if !disabled {
-				s.opts.Pools.Disable(it.q.vmta, it.q.site, now.Add(rule.ReenableAfter.D()), "reply matched "+rule.Reply.String()+": "+oneLine(r.Error()))
+				s.disableSourceIP(it.q, now.Add(rule.ReenableAfter.D()), "reply matched "+rule.Reply.String()+": "+oneLine(r.Error()))
 				disabled = true
 			}
 			rec.Type, rec.DSNAction = "t", "delayed"

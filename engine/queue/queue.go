@@ -51,6 +51,7 @@ type Picker interface {
 	Pick(requested, site string) (*pools.VMTA, string, error)
 	Available(v *pools.VMTA, site string) bool
 	Disable(v *pools.VMTA, site string, until time.Time, reason string)
+	Get(name string) *pools.VMTA
 }
 
 // Classifier maps a reply to a bounce category.

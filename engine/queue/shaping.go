@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,6 +31,30 @@ func (s *Scheduler) limitKey(q *queue, kind string) string {
 }
 
 func modeKey(q *queue) string { return "mode:" + q.name }
+
+// disabledPrefix starts the backend key of a VMTA disabled for a site:
+// "disabled:vmta/site" (VMTA names cannot hold '/').
+const disabledPrefix = "disabled:"
+
+// disableSourceIP takes q's VMTA out of rotation for q's site until the
+// given time, here and, through the backend, on every node.
+func (s *Scheduler) disableSourceIP(q *queue, until time.Time, reason string) {
+	s.opts.Pools.Disable(q.vmta, q.site, until, reason)
+	st := throttle.State{Mode: throttle.ModeDisabled, Until: until, Reason: reason}
+	if err := s.opts.Throttle.SetState(s.runCtx, disabledPrefix+q.vmta.Name+"/"+q.site, st); err != nil {
+		s.log.Warn("disabled source IP not shared", zap.String("queue", q.name), zap.Error(err))
+	}
+}
+
+// applyDisabled takes in another node's disable-source-ip.
+func (s *Scheduler) applyDisabled(key string, st throttle.State) {
+	name, site, ok := strings.Cut(strings.TrimPrefix(key, disabledPrefix), "/")
+	v := s.opts.Pools.Get(name)
+	if !ok || v == nil || st.Mode != throttle.ModeDisabled || st.Until.IsZero() {
+		return
+	}
+	s.opts.Pools.Disable(v, site, st.Until, st.Reason)
+}
 
 // inBackoff reports whether q is in backoff now.
 func (s *Scheduler) inBackoff(q *queue) bool {
@@ -184,6 +209,10 @@ func (s *Scheduler) watchModes(ctx context.Context) {
 					s.noteMode(n, st)
 				}
 			}
+			continue
+		}
+		if strings.HasPrefix(ch.Key, disabledPrefix) {
+			s.applyDisabled(ch.Key, ch.State)
 			continue
 		}
 		if len(ch.Key) > 5 && ch.Key[:5] == "mode:" {
