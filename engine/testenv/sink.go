@@ -88,7 +88,7 @@ func StartSink(tb testing.TB, addr string, opts SinkOptions) *Sink {
 	// Owned by the Sink: ends when Close closes the listener.
 	go func() {
 		defer close(s.done)
-		srv.Serve(l)
+		srv.Serve(quitListener{l})
 	}()
 	tb.Cleanup(s.Close)
 	return s
@@ -125,10 +125,15 @@ func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if a, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		ip = a.IP.String()
 	}
-	return &sinkSession{s: s, c: c, id: id, ip: ip}, nil
+	ss := &sinkSession{s: s, c: c, id: id, ip: ip}
+	if qc, ok := c.Conn().(*quitConn); ok {
+		qc.setOnQuit(ss.release)
+	}
+	return ss, nil
 }
 
 type sinkSession struct {
+	once  sync.Once
 	s     *Sink
 	c     *smtp.Conn
 	id    int
@@ -140,10 +145,18 @@ type sinkSession struct {
 func (ss *sinkSession) Reset() { ss.from, ss.rcpts = "", nil }
 
 func (ss *sinkSession) Logout() error {
-	ss.s.mu.Lock()
-	ss.s.active--
-	ss.s.mu.Unlock()
+	ss.release()
 	return nil
+}
+
+// release ends the session's count in MaxConcurrent, once: at QUIT, or at
+// Logout for a session that ends without one.
+func (ss *sinkSession) release() {
+	ss.once.Do(func() {
+		ss.s.mu.Lock()
+		ss.s.active--
+		ss.s.mu.Unlock()
+	})
 }
 
 func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
