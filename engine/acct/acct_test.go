@@ -402,3 +402,18 @@ func TestRotationFailureRecovers(t *testing.T) {
 		t.Errorf("rows %v", rows)
 	}
 }
+
+func TestObserveSeesEveryRecord(t *testing.T) {
+	w, err := Open(Options{Dir: t.TempDir(), Records: []string{"d"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var seen []string
+	w.Observe(func(r *Record) { seen = append(seen, r.Type+":"+r.Rcpt) })
+	w.Write(&Record{Type: "d", Rcpt: "a@x.test"})
+	w.Write(&Record{Type: "b", Rcpt: "b@x.test"}) // not kept in the file, still observed
+	if got := strings.Join(seen, ","); got != "d:a@x.test,b:b@x.test" {
+		t.Fatalf("observed %q", got)
+	}
+}

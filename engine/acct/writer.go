@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,6 +58,23 @@ type Writer struct {
 	closed  bool
 	// warnedClosed is set once a Write after Close has been logged.
 	warnedClosed bool
+
+	observers atomic.Pointer[[]func(*Record)] // copy-on-write; see Observe
+}
+
+// Observe registers fn to see every record passed to Write, whatever
+// Options.Records keeps, before the record is written (metrics, job
+// counters, event webhooks). fn runs on the writer's caller goroutine and
+// must be quick and must not keep or modify the record.
+func (w *Writer) Observe(fn func(*Record)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var next []func(*Record)
+	if cur := w.observers.Load(); cur != nil {
+		next = append(next, *cur...)
+	}
+	next = append(next, fn)
+	w.observers.Store(&next)
 }
 
 // encoder turns one Record into one CSV line without holding the Writer's
@@ -156,13 +174,21 @@ func openDay(dir, day string) (*os.File, error) {
 // only move forward. Write never returns an error; write failures are logged
 // and returned by Flush.
 func (w *Writer) Write(r *Record) {
-	if r == nil || (w.keep != nil && !w.keep[r.Type]) {
+	if r == nil {
 		return
 	}
 	if r.TimeLogged.IsZero() {
 		c := *r
 		c.TimeLogged = w.now()
 		r = &c
+	}
+	if obs := w.observers.Load(); obs != nil {
+		for _, fn := range *obs {
+			fn(r)
+		}
+	}
+	if w.keep != nil && !w.keep[r.Type] {
+		return
 	}
 	e := w.encoders.Get().(*encoder)
 	defer w.encoders.Put(e)

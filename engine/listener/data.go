@@ -106,11 +106,15 @@ func (s *session) Data(r io.Reader) error {
 	m := &spool.Message{ID: id, Env: env, Rcpts: s.rcpts}
 	ctx, cancel := context.WithTimeout(context.Background(), putTimeout)
 	defer cancel()
-	if err := s.srv.opts.Spool.Put(ctx, m, b.Bytes()); err != nil {
+	if err := s.srv.submit.Submit(ctx, m, b.Bytes()); err != nil {
+		var r *reply.Error
+		if errors.As(err, &r) {
+			s.log.Info("message refused", zap.String("msg_id", id), zap.Object("reply", r))
+			return toWire(r)
+		}
 		s.log.Error("spool put failed", zap.String("msg_id", id), zap.Error(err))
 		return toWire(reply.Wrap(451, reply.Status{4, 3, 0}, "local error in processing, try again later", err))
 	}
-	s.srv.opts.Queue.Enqueue(m)
 	s.rcpts = nil
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-mta/sluice/engine/config"
 	"github.com/sluice-mta/sluice/engine/spool"
+	"github.com/sluice-mta/sluice/engine/submit"
 )
 
 // readTimeout bounds each read from a client: RFC 5321 §4.5.3.2.7 asks
@@ -45,20 +46,24 @@ type VMTAs interface {
 
 // Options are the settings shared by every listener.
 type Options struct {
-	Hostname  string
-	Sources   []config.Source
-	Users     []config.SMTPUser
-	Spool     Spooler
-	Queue     Enqueuer
-	VMTAs     VMTAs // nil: every name is accepted
-	Log       *zap.Logger
-	Now       func() time.Time // nil: time.Now
-	AuthDelay time.Duration    // pause before answering a failed AUTH [1s]
+	Hostname string
+	Sources  []config.Source
+	Users    []config.SMTPUser
+	Spool    Spooler
+	Queue    Enqueuer
+	VMTAs    VMTAs // nil: every name is accepted
+	// Transforms run on every accepted message before it is spooled
+	// (header additions, then DKIM signing); see engine/submit.
+	Transforms []submit.Transform
+	Log        *zap.Logger
+	Now        func() time.Time // nil: time.Now
+	AuthDelay  time.Duration    // pause before answering a failed AUTH [1s]
 }
 
 // Server runs the configured listeners.
 type Server struct {
 	opts    Options
+	submit  *submit.Pipeline
 	policy  *policy
 	servers []*smtp.Server
 	lns     []net.Listener
@@ -95,6 +100,7 @@ func New(lcfgs []config.Listener, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, policy: p, sessions: make(map[*session]struct{})}
+	s.submit = &submit.Pipeline{Spool: opts.Spool, Queue: opts.Queue, Transforms: opts.Transforms}
 	for _, lc := range lcfgs {
 		var tlsCfg *tls.Config
 		if lc.TLSCert != "" {
