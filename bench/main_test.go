@@ -18,7 +18,6 @@ func TestRunUsage(t *testing.T) {
 		"flag first":    {[]string{"--json"}, 2},
 		"bad flag":      {[]string{"clean", "--nope"}, 2},
 		"not yet":       {[]string{"throttled"}, 0},
-		"dkim not yet":  {[]string{"dkim", "--messages", "10"}, 0},
 		"bad scenario":  {[]string{"nope"}, 1},
 		"bad sink rule": {[]string{"sink", "--reply", "x"}, 2},
 	}

@@ -16,6 +16,13 @@
 //   - fbl/unsub does RFC 8058 one-click unsubscribe: token, headers, handler.
 //   - fbl/guard pauses a job or VMTA whose complaint rate crosses the limit.
 //
+// The daemon puts them to work through three more: fbl/ingest acts on the
+// reports that reach Sluice's own addresses (accounting, suppression, the
+// guard, cancelling queued mail), fbl/stamp adds the outgoing headers
+// (Feedback-ID and List-Unsubscribe at spool time, the trace header per
+// transaction) and fbl/api serves the admin API's report and suppression
+// routes.
+//
 // Parsers read at most 10 MiB, cap the MIME structure they build and never
 // panic on input. The corpus test in this directory runs the real reports of
 // testdata/ (see testdata/README.md) against their answer key.

@@ -99,6 +99,7 @@ func WriteSummary(w io.Writer, results []*Result) {
 	ratio("clean: sluice / ceiling", "≥ 0.5", phase("clean", "sluice"), phase("clean", "ceiling"))
 	ratio("large: sluice / ceiling", "≥ 0.5", phase("large", "sluice"), phase("large", "ceiling"))
 	ratio("peer: sluice / postfix", "≥ 5", phase("peer", "sluice"), phase("peer", "postfix"))
+	ratio("dkim: sluice+dkim / signing ceiling", "≥ 0.8", phase("dkim", "sluice+dkim"), phase("dkim", "sign ceiling"))
 	if h := phase("latency", "sluice@half"); h != nil {
 		fmt.Fprintf(tw, "p99 at half the max rate\t≤ 50 ms\t%.1f ms at %.0f msg/s\t\n", h.P99, h.InjectRate)
 	} else {

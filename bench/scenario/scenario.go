@@ -47,6 +47,8 @@ type Params struct {
 	PprofSeconds int           // [10] CPU profile length, from the start of injection
 	SinkLog      string        // JSONL log of the sink
 	Keep         bool          // keep the work directory
+	Kills        int           // crash: [5] kill -9 during the run (crash.go)
+	Encrypt      bool          // the daemon encrypts its spool ([spool] encryption-key-file)
 	Progress     io.Writer     // progress lines [discarded]
 }
 
@@ -93,6 +95,8 @@ type Result struct {
 	Phases   []Phase            `json:"phases"`
 	Ratios   map[string]float64 `json:"ratios,omitempty"`
 	Backlog  *Backlog           `json:"backlog,omitempty"`
+	Crash    *Crash             `json:"crash,omitempty"`
+	Fault    *RedisFault        `json:"redis_fault,omitempty"`
 	Notes    []string           `json:"notes,omitempty"`
 }
 
@@ -146,6 +150,9 @@ func (p *Params) defaults() {
 	if p.RcptsPerMsg == 0 {
 		p.RcptsPerMsg = 1
 	}
+	if p.Kills == 0 {
+		p.Kills = 5
+	}
 	switch p.Scenario {
 	case "large":
 		if p.Size == "" {
@@ -167,17 +174,22 @@ func (p *Params) defaults() {
 	}
 }
 
-func (p *Params) ip(host int) string { return fmt.Sprintf("127.30.%d.%d", p.Net, host) }
+// ip returns 127.30.NET.host, or 127.31.NET.host for the reliability
+// scenarios (crash, redis-fault), which have a block of their own.
+func (p *Params) ip(host int) string {
+	if p.Scenario == "crash" || p.Scenario == "redis-fault" {
+		return fmt.Sprintf("127.31.%d.%d", p.Net, host)
+	}
+	return fmt.Sprintf("127.30.%d.%d", p.Net, host)
+}
 
 // Run runs one scenario, bounded by p.Timeout.
 func Run(ctx context.Context, p Params) (*Result, error) {
 	p.defaults()
 	switch p.Scenario {
-	case "dkim":
-		return nil, ErrNotAvailable
-	case "clean", "deferrals", "large", "latency", "backlog", "peer", "throttled", "redis":
+	case "clean", "deferrals", "large", "latency", "backlog", "peer", "throttled", "dkim", "redis", "crash", "redis-fault":
 	default:
-		return nil, fmt.Errorf("unknown scenario %q (clean, deferrals, large, latency, backlog, peer, throttled, dkim, redis)", p.Scenario)
+		return nil, fmt.Errorf("unknown scenario %q (clean, deferrals, large, latency, backlog, peer, throttled, dkim, redis, crash, redis-fault)", p.Scenario)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
@@ -198,6 +210,12 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 		err = e.redisRelay(ctx, res)
 	case "throttled":
 		err = e.throttled(ctx, res)
+	case "dkim":
+		err = e.dkimRelay(ctx, res) // dkimsign.go
+	case "crash":
+		err = e.crash(ctx, res)
+	case "redis-fault":
+		err = e.redisFault(ctx, res)
 	default:
 		err = e.relay(ctx, res)
 	}
@@ -314,9 +332,10 @@ func (e *env) daemonConfig(retry, timeout string) string {
 	c := testenv.Config{
 		Listen:          e.p.ip(200) + ":2525",
 		MaxSessions:     1024,
+		MaxSessionsIP:   1024, // the generator connects from one address
 		DNS:             []string{e.dns.Addr()},
 		SourceIP:        "127.0.0.2",
-		LogLevel:        "warn",
+		LogLevel:        logLevel(e.p.Scenario),
 		AcctRecords:     []string{"d", "b"},
 		ShutdownTimeout: shutdown,
 		CommandTimeout:  timeout,
@@ -340,6 +359,9 @@ func (e *env) daemonConfig(retry, timeout string) string {
 		c.Extra = b.String()
 	}
 	c.Extra += e.extra
+	if e.p.Encrypt {
+		c.Extra += fmt.Sprintf("\n[spool]\nencryption-key-file = %q\n", filepath.Join(e.dir, "spool.key"))
+	}
 	return c.TOML()
 }
 
@@ -356,6 +378,11 @@ func (e *env) startDaemonTimeout(retry, timeout string) (*daemon, error) {
 	dir := filepath.Join(e.dir, "daemon")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
+	}
+	if e.p.Encrypt {
+		if err := writeSpoolKey(filepath.Join(e.dir, "spool.key")); err != nil {
+			return nil, err
+		}
 	}
 	return startDaemon(e.bin, dir, e.daemonConfig(retry, timeout), e.p.ip(200)+":2525", pp, 2*time.Minute)
 }
@@ -382,4 +409,12 @@ func latencies(r *gen.Result, arrivals map[string]time.Time) []time.Duration {
 		}
 	})
 	return lat
+}
+
+// logLevel is the daemon's: warn, or info where a scenario reads the log.
+func logLevel(scenario string) string {
+	if scenario == "redis-fault" {
+		return "info" // redisfault.go looks for "shared limits restored"
+	}
+	return "warn"
 }

@@ -70,6 +70,7 @@ type Sink struct {
 	mu       sync.Mutex
 	replies  map[string]int64
 	arrivals map[string]time.Time // Message-ID → last arrival
+	dups     int64                // accepted copies of a Message-ID already accepted
 	open     map[net.Conn]struct{}
 	log      *bufio.Writer
 	logFile  *os.File
@@ -177,6 +178,15 @@ func (s *Sink) Arrivals() map[string]time.Time {
 	return m
 }
 
+// Duplicates returns how many accepted messages repeated a Message-ID
+// accepted before (since the last Reset): a message delivered three times
+// counts 2.
+func (s *Sink) Duplicates() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dups
+}
+
 // FirstArrivalAfter returns the earliest arrival at or after t, if any.
 func (s *Sink) FirstArrivalAfter(t time.Time) (time.Time, bool) {
 	s.mu.Lock()
@@ -199,6 +209,7 @@ func (s *Sink) Reset() {
 	s.mu.Lock()
 	s.replies = map[string]int64{}
 	s.arrivals = map[string]time.Time{}
+	s.dups = 0
 	s.mu.Unlock()
 }
 
@@ -270,6 +281,9 @@ func (s *Sink) record(e Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e.Result == "250" && e.MID != "" {
+		if _, seen := s.arrivals[e.MID]; seen {
+			s.dups++
+		}
 		s.arrivals[e.MID] = e.Time
 	}
 	if s.log != nil {

@@ -19,8 +19,14 @@ commands:
   serve         --config FILE   run the daemon
                 [--pprof ADDR]  also serve Go profiles (net/http/pprof) on a loopback ADDR
   check-config  --config FILE   validate a configuration and exit
+  doctor        --config FILE [--json]  check PTR, SPF, DKIM and DMARC in DNS
+  fbl ingest    --config FILE [REPORT...|-]  feed complaint reports to the daemon
+  bounce ingest --config FILE [BOUNCE...|-]  feed bounces to the daemon
+  suppress      add|remove|list|import|export --config FILE ...  the suppression list
+  inject        --template F --recipients CSV --job NAME (--config F | --server H:P)  mail merge over SMTP or HTTP
   version                       print the version
-`
+
+` + ctlUsage
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -68,6 +74,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "fbl", "bounce", "suppress": // fblcli.go: through the admin API
+		return runFBL(cmd, rest, os.Stdin, stdout, stderr)
+	case "show", "pause", "resume", "delete", "reload": // ctl.go: through the admin API
+		return runCtl(cmd, rest, stdout, stderr)
+	case "doctor": // doctor.go
+		return doctorCmd(rest, stdout, stderr)
+	case "inject": // inject.go: a CSV mail merge over SMTP or HTTP
+		return injectCmd(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "sluice", version)
 		return 0

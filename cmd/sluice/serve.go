@@ -18,7 +18,7 @@ import (
 	"github.com/sluice-mta/sluice/engine/dns"
 	"github.com/sluice-mta/sluice/engine/listener"
 	"github.com/sluice-mta/sluice/engine/queue"
-	"github.com/sluice-mta/sluice/engine/spool"
+	"github.com/sluice-mta/sluice/engine/submit"
 	"github.com/sluice-mta/sluice/pools"
 )
 
@@ -67,16 +67,32 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	}
 	defer log.Sync()
 
+	// The admin API listens first, so a taken port stops the start before
+	// anything else runs; components mount their routes on adm as they are
+	// wired (adm is nil without [admin]).
+	adm, stopAdmin, err := startAdmin(cfg, log.Named("admin"))
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	// SIGHUP and `sluice reload` swap the live config (reload.go).
+	live := newLiveConfig(cfg)
+	rl := &reloader{path: path, live: live, log: log.Named("reload")}
+	defer watchSIGHUP(ctx, rl)()
+	rl.onReload(adminReload(adm))
+
 	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
 		return fmt.Errorf("log-dir: %w", err)
 	}
-	sp, err := spool.Open(cfg.SpoolDir, log.Named("spool"))
+	sp, err := openSpool(cfg, log.Named("spool")) // spoolcrypt.go: encryption at rest
 	if err != nil {
-		return fmt.Errorf("spool-dir %s: %w", cfg.SpoolDir, err)
+		return err
 	}
 	defer sp.Close()
 
-	aw, err := acct.Open(acct.Options{Dir: cfg.LogDir, Records: cfg.Acct.Records}, log.Named("acct"))
+	aw, err := acct.Open(acct.Options{Dir: cfg.LogDir, Records: cfg.Acct.Records,
+		MaxSize: cfg.AcctFile.MaxSize.Bytes(), MoveInterval: cfg.AcctFile.MoveInterval.D(), DeleteAfter: cfg.AcctFile.DeleteAfter.D()},
+		log.Named("acct"))
 	if err != nil {
 		return fmt.Errorf("acct: %w", err)
 	}
@@ -84,21 +100,49 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	acctDone := make(chan struct{})
 	go func() { defer close(acctDone); aw.Run(acctCtx) }()
 	defer func() { stopAcct(); <-acctDone; aw.Close() }()
+	track := newTracker(aw) // counts for the admin API (admin.go)
+	// Metrics, the web monitor and the event webhook (observe.go).
+	obs, err := startObservability(cfg, aw, adm, log.Named("metrics"))
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
 
 	res, err := dns.New(dns.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D()}, log.Named("dns"))
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
+	tlsRoots, sts, err := outboundTLS(cfg, res, log.Named("mta-sts")) // tls.go
+	if err != nil {
+		return err
+	}
+	defer sts.Close()
+	sign, err := newDKIM(cfg, log.Named("dkim"))
+	if err != nil {
+		return err
+	}
+	// Transforms of each accepted message before it is spooled: header
+	// additions go here; signLast puts DKIM signing after them.
+	var transforms []submit.Transform
 
 	var rules []bounce.Rule
 	for _, r := range cfg.BounceRules {
 		rules = append(rules, bounce.Rule{Pattern: r.Pattern.Regexp, Category: r.Category})
 	}
+	// Feedback loops and suppression (fbl.go): its header transforms go
+	// before DKIM signing.
+	fb, err := startFBL(cfg, sp, aw, bounce.NewClassifier(rules), adm, log.Named("fbl"))
+	if err != nil {
+		return err
+	}
+	defer fb.Close()
+	transforms = append(transforms, fb.Transforms...)
 	shaper, err := newThrottle(cfg.Redis, log.Named("throttle"))
 	if err != nil {
 		return err
 	}
 	defer shaper.Close()
+	shaper = obs.wrapThrottle(cfg, shaper) // counts throttle waits
 	// Warm-up counts live in the spool database, or in Redis for the fleet.
 	var counters pools.Counters = sp
 	if cfg.Redis.Enabled() {
@@ -124,19 +168,23 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		Throttle:    shaper,
 		Shared:      cfg.Redis.Enabled(),
 		IdleTimeout: idle,
-		Rollup:      cfg.RollupFor,
+		Rollup:      live.RollupFor,
 		NodeID:      fmt.Sprintf("%s-%d", host, os.Getpid()),
 		Hostname:    cfg.Hostname,
 		Pools:       reg,
-		Domains:     cfg.DomainForVMTA,
-		Rules:       cfg.Rules,
+		Domains:     live.DomainForVMTA,
+		Rules:       live.Rules,
 		Delivery:    cfg.Delivery,
+		STS:         sts,
+		TLSRoots:    tlsRoots,
 		Store:       sp,
 		Resolver:    res,
 		Acct:        aw,
-		Classifier:  bounce.NewClassifier(rules),
+		Decorate:    fb.Decorate, // the per-recipient trace header
+		Classifier:  live,        // the built-in rules and [[bounce-rule]], reloadable
 		Log:         log.Named("queue"),
 	})
+	fb.SetQueue(sch) // hold jobs, cancel mail to suppressed addresses
 	sch.Start()
 	in, err := listener.New(cfg.Listeners, listener.Options{
 		Hostname: cfg.Hostname,
@@ -146,15 +194,27 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		Queue:    sch,
 		VMTAs:    reg,
 		Log:      log.Named("listener"),
+
+		Transforms: signLast(transforms, sign),
+		Gate:       fb.Gate, // report addresses, suppressed recipients
 	})
 	if err == nil {
 		err = in.Listen(cfg.Listeners)
+	}
+	if err == nil {
+		obs.attach(sch, in) // queue depth and connection gauges
 	}
 	if err != nil {
 		sch.Stop(context.Background())
 		return err
 	}
+	rl.onReload(applyReload(sch, reg, in))
+	mountAdmin(adm, adminDeps{cfg: cfg, tracker: track, sch: sch, reg: reg, shaper: shaper, in: in, reloader: rl})
+	mountInject(cfg, adm, sp, sch, reg, signLast(transforms, sign), fb.Gate, log.Named("inject")) // inject_wire.go
 	log.Info("sluice started", zap.String("hostname", cfg.Hostname), zap.String("version", version))
+	if adm != nil {
+		adm.SetReady(true)
+	}
 
 	// Recovery runs while the listener already accepts: Scan returns only
 	// messages this process did not Put itself, so nothing is queued twice,
@@ -182,6 +242,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		}
 	}
 	log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout.D()))
+	stopAdmin()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 	defer cancel()
 	// Both at once: deliveries in flight finish while the last injected

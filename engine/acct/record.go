@@ -1,8 +1,10 @@
 // Package acct writes the accounting log: one CSV row per event (received,
 // delivered, bounced, deferred …) in PowerMTA's acct format, so that tools
 // written for PowerMTA files read ours. Files are append-only, one per UTC
-// day (acct-YYYY-MM-DD.csv), each starting with a header row. Writes are
-// buffered in memory and reach the disk within the flush interval.
+// day (acct-YYYY-MM-DD.csv), each starting with a header row; they may be
+// moved aside by size or interval and deleted when old ([acct-file],
+// rotate.go). Writes are buffered in memory and reach the disk within the
+// flush interval.
 package acct
 
 import (

@@ -36,6 +36,11 @@ type Options struct {
 	Records       []string         // record types written (e.g. "d", "b", "t", "r"); empty means all
 	Now           func() time.Time // clock for records without TimeLogged and for the first file; default time.Now
 	FlushInterval time.Duration    // how often Run writes the buffer to the file; default 1s
+
+	// Rotation and retention ([acct-file]; see rotate.go). Zero disables each.
+	MaxSize      int64         // move the day's file aside once it reaches this many bytes
+	MoveInterval time.Duration // also move it aside every interval, aligned to UTC
+	DeleteAfter  time.Duration // Run deletes acct files not written to for this long
 }
 
 // Writer appends records to the day's accounting file. Write is safe for
@@ -49,13 +54,20 @@ type Writer struct {
 	log      *zap.Logger
 	encoders sync.Pool // of *encoder
 
-	mu      sync.Mutex
-	f       *os.File // nil after Close, or while the day's file cannot be opened
-	day     string   // the UTC day of f, "2006-01-02"
-	buf     []byte   // whole CSV lines not yet written to f
-	dirty   bool     // written to f since the last fsync
-	failing bool     // the last write failed (logged once per failure spell)
-	closed  bool
+	maxSize      int64
+	moveInterval time.Duration
+	deleteAfter  time.Duration
+
+	mu       sync.Mutex
+	f        *os.File  // nil after Close, or while the day's file cannot be opened
+	day      string    // the UTC day of f, "2006-01-02"
+	size     int64     // bytes in f, header included
+	records  bool      // f holds records written since it was opened (not only its header)
+	nextMove time.Time // when MoveInterval next moves f aside; zero: never
+	buf      []byte    // whole CSV lines not yet written to f
+	dirty    bool      // written to f since the last fsync
+	failing  bool      // the last write failed (logged once per failure spell)
+	closed   bool
 	// warnedClosed is set once a Write after Close has been logged.
 	warnedClosed bool
 
@@ -95,7 +107,8 @@ func Open(o Options, log *zap.Logger) (*Writer, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	w := &Writer{dir: o.Dir, now: o.Now, interval: o.FlushInterval, log: log}
+	w := &Writer{dir: o.Dir, now: o.Now, interval: o.FlushInterval, log: log,
+		maxSize: o.MaxSize, moveInterval: o.MoveInterval, deleteAfter: o.DeleteAfter}
 	if w.now == nil {
 		w.now = time.Now
 	}
@@ -118,12 +131,12 @@ func Open(o Options, log *zap.Logger) (*Writer, error) {
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("acct: %w", err)
 	}
-	w.day = w.now().UTC().Format(dayLayout)
-	f, err := openDay(o.Dir, w.day)
-	if err != nil {
+	now := w.now()
+	w.day = now.UTC().Format(dayLayout)
+	if err := w.reopenLocked(); err != nil {
 		return nil, err
 	}
-	w.f = f
+	w.scheduleMove(now)
 	return w, nil
 }
 
@@ -239,7 +252,12 @@ func (w *Writer) reopenLocked() error {
 	if err != nil {
 		return err
 	}
-	w.f = f
+	w.f, w.records = f, false
+	w.size = 0
+	if st, err := f.Stat(); err == nil {
+		w.size = st.Size()
+		w.records = st.Size() > int64(headerLen) // appending to a file that has records
+	}
 	return nil
 }
 
@@ -259,7 +277,8 @@ func (w *Writer) writeLocked() error {
 		var n int
 		n, err = w.f.Write(w.buf)
 		if n > 0 {
-			w.dirty = true
+			w.dirty, w.records = true, true
+			w.size += int64(n)
 		}
 		// A short write leaves the rest of a line buffered; the next write
 		// completes it.
@@ -272,6 +291,9 @@ func (w *Writer) writeLocked() error {
 	case err == nil && w.failing:
 		w.failing = false
 		w.log.Warn("acct write recovered", zap.String("day", w.day))
+	}
+	if err == nil && w.maxSize > 0 && w.size >= w.maxSize {
+		w.moveLocked("max-size")
 	}
 	if err != nil && len(w.buf) > maxBuffer {
 		n := bytes.Count(w.buf, []byte("\n"))
@@ -313,12 +335,18 @@ func (w *Writer) Run(ctx context.Context) error {
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
 	lastSync := time.Now()
+	var lastExpire time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return errors.Join(w.Flush(), w.sync())
 		case <-t.C:
 			w.Flush() // logged by writeLocked
+			w.moveIfDue()
+			if w.deleteAfter > 0 && time.Since(lastExpire) >= expireInterval {
+				w.expire()
+				lastExpire = time.Now()
+			}
 			if time.Since(lastSync) >= syncInterval {
 				w.sync()
 				lastSync = time.Now()

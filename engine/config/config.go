@@ -33,6 +33,17 @@ type Config struct {
 	VirtualMTAs  []VirtualMTA             `toml:"virtual-mta"`
 	Pools        []VirtualMTAPool         `toml:"virtual-mta-pool"`
 	PatternLists map[string][]PatternRule `toml:"smtp-pattern-list"`
+	Admin        *Admin                   `toml:"admin"`       // nil: no admin API
+	AcctFile     AcctFile                 `toml:"acct-file"`   // rotation and retention of the acct files
+	Webhook      Webhook                  `toml:"webhook"`     // optional event webhook
+	FBL          FBL                      `toml:"fbl"`         // feedback loops, trace header, complaint guard
+	Bounce       Bounce                   `toml:"bounce"`      // asynchronous bounces (return-path addresses)
+	Unsubscribe  Unsubscribe              `toml:"unsubscribe"` // RFC 8058 one-click unsubscribe
+	TLS          TLS                      `toml:"tls"`         // outbound TLS roots, MTA-STS fetching (tls.go)
+	Spool        Spool                    `toml:"spool"`       // encryption at rest (reliability.go)
+	Inject       Inject                   `toml:"inject"`      // HTTP campaign injection token (inject.go)
+
+	Authentication // [[dkim-key]], [dkim], [doctor]: see dkim.go
 
 	ShutdownTimeout Duration `toml:"shutdown-timeout"` // [30s] time to finish transactions in flight
 }
@@ -49,6 +60,11 @@ type Listener struct {
 	MaxSessions int    `toml:"max-sessions"` // [200] concurrent sessions; more get 421 4.3.2
 	TLSCert     string `toml:"tls-cert"`     // PEM certificate file; with tls-key enables STARTTLS
 	TLSKey      string `toml:"tls-key"`      // PEM key file
+	ImplicitTLS bool   `toml:"implicit-tls"` // TLS from the first byte (port 465 style, RFC 8314 §3.3), no STARTTLS
+
+	// Hostile-client limits; reliability.go fills their defaults.
+	MaxSessionsPerIP int      `toml:"max-sessions-per-ip"` // [20] concurrent sessions from one client IP
+	CommandTimeout   Duration `toml:"command-timeout"`     // [5m] for each line from the client (RFC 5321 §4.5.3.2.7)
 }
 
 // Source decides what a connecting client may do; matched by CIDR, the most
@@ -64,6 +80,7 @@ type Source struct {
 	BounceDSN                 bool   `toml:"bounce-dsn"`
 	MaxMessageSize            Size   `toml:"max-message-size"`    // [0 = delivery default 50M]
 	AddReceivedHeader         *bool  `toml:"add-received-header"` // [true]
+	OnSuppressed              string `toml:"on-suppressed"`       // ["reject"] or "accept-and-drop" for suppressed recipients
 }
 
 // SMTPUser is an account that may relay after AUTH PLAIN or LOGIN.
@@ -104,13 +121,15 @@ type BounceRule struct {
 // Domain holds per-destination settings. In [domain."*"] unset fields take
 // the built-in defaults; in [domain."name"] unset fields inherit "*".
 type Domain struct {
-	MaxSMTPOut          *int       `toml:"max-smtp-out"`           // [20]
-	MaxMsgPerConnection *int       `toml:"max-msg-per-connection"` // [100]; 0 = unlimited
-	RetryAfter          []Duration `toml:"retry-after"`            // [10m]; the last repeats
-	BounceAfter         *Duration  `toml:"bounce-after"`           // [4d12h]
-	Route               *string    `toml:"route"`                  // "host:port" instead of MX
-	UseStartTLS         *bool      `toml:"use-starttls"`           // [true]
-	SMTPPatternList     *string    `toml:"smtp-pattern-list"`      // name of a [[smtp-pattern-list.NAME]] list
+	MaxSMTPOut          *int        `toml:"max-smtp-out"`           // [20]
+	MaxMsgPerConnection *int        `toml:"max-msg-per-connection"` // [100]; 0 = unlimited
+	RetryAfter          []Duration  `toml:"retry-after"`            // [10m]; the last repeats
+	BounceAfter         *Duration   `toml:"bounce-after"`           // [4d12h]
+	Route               *string     `toml:"route"`                  // "host:port" instead of MX
+	UseStartTLS         *bool       `toml:"use-starttls"`           // [true]
+	RequireStartTLS     *bool       `toml:"require-starttls"`       // [false] no TLS, no delivery: defer
+	MTASTS              *MTASTSMode `toml:"mta-sts"`                // ["off"] RFC 8461 policy use: on, off, testing-only
+	SMTPPatternList     *string     `toml:"smtp-pattern-list"`      // name of a [[smtp-pattern-list.NAME]] list
 
 	MaxMsgRate           *Rate      `toml:"max-msg-rate"`            // ["unlimited"] messages per period
 	MaxConnectRate       *Rate      `toml:"max-connect-rate"`        // ["unlimited"] new connections per period
@@ -130,6 +149,8 @@ type DomainSettings struct {
 	BounceAfter         Duration
 	Route               string
 	UseStartTLS         bool
+	RequireStartTLS     bool
+	MTASTS              MTASTSMode
 	SMTPPatternList     string
 
 	MaxMsgRate           Rate

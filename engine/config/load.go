@@ -316,6 +316,12 @@ func fillDomain(d, from *Domain) {
 	if d.UseStartTLS == nil {
 		d.UseStartTLS = from.UseStartTLS
 	}
+	if d.RequireStartTLS == nil {
+		d.RequireStartTLS = from.RequireStartTLS
+	}
+	if d.MTASTS == nil {
+		d.MTASTS = from.MTASTS
+	}
 	if d.SMTPPatternList == nil {
 		d.SMTPPatternList = from.SMTPPatternList
 	}

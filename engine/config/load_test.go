@@ -93,6 +93,10 @@ func tomlKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			keys = append(keys, tomlKeys(f.Type, prefix)...) // embedded: its keys are at this level
+			continue
+		}
 		if name == "" || name == "-" {
 			continue
 		}

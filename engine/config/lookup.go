@@ -17,6 +17,7 @@ func builtinDomain() DomainSettings {
 		BounceAfter:          Duration(4*24*time.Hour + 12*time.Hour),
 		Route:                "",
 		UseStartTLS:          true,
+		MTASTS:               MTASTSOff,
 		MaxRcptPerMessage:    100, // RFC 5321 §4.5.3.1.8: servers must take 100
 		BackoffMaxSMTPOut:    20,
 		BackoffRetryAfter:    []Duration{Duration(time.Hour)},
@@ -78,6 +79,12 @@ func (c *Config) DomainForVMTA(domain, vmta string) DomainSettings {
 	}
 	if eff.UseStartTLS != nil {
 		s.UseStartTLS = *eff.UseStartTLS
+	}
+	if eff.RequireStartTLS != nil {
+		s.RequireStartTLS = *eff.RequireStartTLS
+	}
+	if eff.MTASTS != nil {
+		s.MTASTS = *eff.MTASTS
 	}
 	if eff.SMTPPatternList != nil {
 		s.SMTPPatternList = *eff.SMTPPatternList

@@ -37,6 +37,13 @@ func (c *Config) validate(p *problems, md *toml.MetaData) {
 	c.validateVirtualMTAs(p, md)
 	c.validatePatternLists(p)
 	c.validateShaping(p)
+	c.validateAdmin(p)
+	c.validateTLS(p)
+	c.validateLogs(p)
+	c.validateFBL(p, md)
+	c.validateDKIM(p)
+	c.validateReliability(p, md)
+	c.validateInject(p)
 	if strings.ContainsFunc(c.Hostname, unicode.IsSpace) {
 		p.add("hostname", "%q must not contain spaces", c.Hostname)
 	}
@@ -192,8 +199,8 @@ func (c *Config) validateAcct(p *problems) {
 	for i, r := range c.Acct.Records {
 		k := fmt.Sprintf("acct.records[%d]", i)
 		switch {
-		case r != "d" && r != "b" && r != "t" && r != "r":
-			p.add(k, "%q is not a record type; use d, b, t or r", r)
+		case r != "d" && r != "b" && r != "t" && r != "r" && r != "f" && r != "rb":
+			p.add(k, "%q is not a record type; use d, b, t, r, f or rb", r)
 		case slices.Contains(c.Acct.Records[:i], r):
 			p.add(k, "%q is listed twice", r)
 		}

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -31,10 +32,12 @@ const (
 // Config describes how to connect: from which address, under which name,
 // with which timeouts.
 type Config struct {
-	LocalIP        netip.Addr  // source IP to bind (the VMTA's); invalid/zero = kernel chooses
-	Helo           string      // EHLO name (the VMTA's hostname)
-	UseStartTLS    bool        // opportunistic STARTTLS when offered
-	TLSConfig      *tls.Config // nil → opportunistic: InsecureSkipVerify (RFC 7435), ServerName = host name, MinVersion TLS1.2
+	LocalIP        netip.Addr     // source IP to bind (the VMTA's); invalid/zero = kernel chooses
+	Helo           string         // EHLO name (the VMTA's hostname)
+	UseStartTLS    bool           // opportunistic STARTTLS when offered
+	RequireTLS     bool           // STARTTLS must succeed: no plaintext session, no fallback (require-starttls, MTA-STS enforce)
+	TLSConfig      *tls.Config    // nil → opportunistic: InsecureSkipVerify (RFC 7435), ServerName = host name, MinVersion TLS1.2
+	RootCAs        *x509.CertPool // roots for Verified (nil: the system's); never enforced by Dial itself
 	ConnectTimeout time.Duration
 	CommandTimeout time.Duration // each command's reply; also each write
 	DataTimeout    time.Duration // the reply to the final "."
@@ -82,6 +85,7 @@ type Conn struct {
 	params     map[string]string // keyword → its parameters
 	offeredTLS bool              // STARTTLS was in the first EHLO reply
 	tlsState   *tls.ConnectionState
+	verified   *error // Verified's memoized answer
 
 	sent   int
 	broken error // set once the session is unusable
@@ -103,8 +107,12 @@ func Dial(ctx context.Context, addr, hostName string, cfg Config) (*Conn, error)
 	if !validHelo(cfg.Helo) {
 		return nil, reply.New(451, reply.Status{4, 3, 5}, "invalid HELO name configured")
 	}
-	c, err := dial(ctx, addr, hostName, cfg, cfg.UseStartTLS)
+	c, err := dial(ctx, addr, hostName, cfg, cfg.UseStartTLS || cfg.RequireTLS)
 	var tf *tlsFailure
+	if errors.As(err, &tf) && cfg.RequireTLS {
+		// No plaintext retry when TLS is required: defer instead.
+		return nil, reply.Wrap(451, reply.Status{4, 7, 5}, "TLS negotiation failed", tf)
+	}
 	if errors.As(err, &tf) && ctx.Err() == nil {
 		// RFC 7435 §1.3 (opportunistic security): rather plaintext than nothing.
 		c, err = dial(ctx, addr, hostName, cfg, false)
@@ -151,6 +159,10 @@ func (c *Conn) handshake(ctx context.Context, useTLS bool) error {
 	c.offeredTLS = c.Has("STARTTLS")
 	if useTLS && c.offeredTLS {
 		return c.startTLS(ctx)
+	}
+	if c.cfg.RequireTLS {
+		c.quit()
+		return reply.New(451, reply.Status{4, 7, 4}, "TLS is required but was not offered by the host")
 	}
 	return nil
 }

@@ -158,6 +158,9 @@ func (c *Conn) mailCommand(env Envelope, size int64, utf8 bool) string {
 	if utf8 {
 		sb.WriteString(" SMTPUTF8") // RFC 6531 §3.4
 	}
+	if env.RequireTLS && c.Has("REQUIRETLS") {
+		sb.WriteString(" REQUIRETLS") // RFC 8689 §4.2.1 step 4
+	}
 	if c.Has("DSN") {
 		if ret := strings.ToUpper(env.Ret); ret == "FULL" || ret == "HDRS" {
 			sb.WriteString(" RET=" + ret) // RFC 3461 §4.3

@@ -22,6 +22,10 @@ type Envelope struct {
 	Ret      string // RFC 3461 §4.3: "FULL" or "HDRS"
 	Body8Bit bool   // the body has 8-bit content: needs 8BITMIME
 	SMTPUTF8 bool   // the message was received with SMTPUTF8
+	// RequireTLS is RFC 8689 REQUIRETLS: Send refuses the message unless the
+	// session is TLS with a verified certificate and the host offers
+	// REQUIRETLS, and then passes the parameter on.
+	RequireTLS bool
 }
 
 // Send runs one mail transaction and returns one reply per recipient, always
@@ -85,6 +89,11 @@ func (c *Conn) Send(ctx context.Context, env Envelope, body []byte) (results []*
 // refuse returns the reply for every recipient when the message cannot be
 // sent to this server at all, or nil.
 func (c *Conn) refuse(env Envelope, size int64, needUTF8 bool) *reply.Error {
+	if env.RequireTLS {
+		if r := c.requireTLSRefusal(); r != nil {
+			return r
+		}
+	}
 	switch {
 	case !validPath(env.From):
 		return reply.New(553, reply.Status{5, 1, 7}, "bad sender address syntax")

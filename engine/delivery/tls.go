@@ -29,6 +29,10 @@ func (c *Conn) startTLS(ctx context.Context) error {
 	if code == 421 {
 		return reply.Parse(code, text)
 	}
+	if code != 220 && c.cfg.RequireTLS {
+		c.quit()
+		return reply.Wrap(451, reply.Status{4, 7, 4}, "TLS is required but the host refused STARTTLS", reply.Parse(code, text))
+	}
 	if code != 220 {
 		// RFC 3207 §4: e.g. 454 "TLS not available"; opportunistic, so carry
 		// on in plaintext on the same session (RFC 7435 §1.3).

@@ -100,6 +100,7 @@ func TestRelayControl(t *testing.T) {
 		if rep := r.Cmd("RCPT TO:<x@relay.test>"); rep.Code != 550 {
 			t.Errorf("RCPT after failed AUTH: %v, want 550", rep)
 		}
+		r.Cmd("RSET") // RFC 4954 §4: AUTH during a transaction is refused with 503
 		rep, _ = auth(r, "nobody", "s3cret")
 		if rep.Code != 535 {
 			t.Errorf("AUTH as an unknown user: %v, want 535", rep)

@@ -26,13 +26,17 @@ func (s *session) AuthMechanisms() []string {
 }
 
 func (s *session) authAllowed() bool {
-	return (s.tls || s.src.AllowUnencryptedPlainAuth) && len(s.srv.policy.users) > 0
+	return (s.tls || s.src.AllowUnencryptedPlainAuth) && len(s.srv.policy.Load().users) > 0
 }
 
 // Auth starts a SASL exchange for mech.
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.srv.authLimit.blocked(s.ip, s.srv.opts.Now()) {
+		time.Sleep(s.srv.opts.AuthDelay)
+		return nil, errAuthThrottled // 421: the session ends
+	}
 	if !s.authAllowed() {
-		if len(s.srv.policy.users) == 0 {
+		if len(s.srv.policy.Load().users) == 0 {
 			return nil, smtp.ErrAuthUnsupported
 		}
 		return nil, errEncryptionRequired
@@ -52,7 +56,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (s *session) login(username, password string) error {
-	if s.srv.policy.checkPassword(username, password) {
+	if s.srv.policy.Load().checkPassword(username, password) {
 		s.authUser = username
 		return nil
 	}
@@ -63,6 +67,10 @@ func (s *session) login(username, password string) error {
 func (s *session) authFail(username string) error {
 	s.log.Info("auth failed", zapUser(username))
 	time.Sleep(s.srv.opts.AuthDelay)
+	if s.srv.authLimit.fail(s.ip, s.srv.opts.Now()) {
+		s.log.Warn("auth throttled", zapUser(username)) // authMaxFailures within authWindow
+		return errAuthThrottled
+	}
 	return errAuthFailed
 }
 

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 
 	"github.com/sluice-mta/sluice/engine/reply"
+	"github.com/sluice-mta/sluice/engine/smtpd"
 	"github.com/sluice-mta/sluice/engine/spool"
 )
 
@@ -23,11 +25,12 @@ const maxLineLength = 998
 const putTimeout = 60 * time.Second
 
 // Data reads the message, checks it, rewrites its header and makes it
-// durable. The 250 that go-smtp sends when Data returns nil therefore means
+// durable. The 250 that engine/smtpd sends when Data returns nil therefore means
 // "fsynced" (RFC 5321 §6.1).
 func (s *session) Data(r io.Reader) error {
-	s.srv.markBusy(s, true)
-	defer s.srv.markBusy(s, false)
+	if done, err := s.gateData(r); done { // reports, or every recipient dropped
+		return err
+	}
 	if s.from == nil || len(s.rcpts) == 0 {
 		return toWire(reply.New(503, reply.Status{5, 5, 1}, "need RCPT before DATA"))
 	}
@@ -36,14 +39,15 @@ func (s *session) Data(r io.Reader) error {
 	// so a message is read without regrowing.
 	hint := int64(32 << 10)
 	if s.mail.Size > 0 && s.mail.Size <= limit {
-		hint = s.mail.Size + 1024
+		hint = min(s.mail.Size+1024, 4<<20) // a declared size alone does not claim memory
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, hint))
+	buf := getReadBuf(hint)
+	defer putReadBuf(buf)
 	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	raw := buf.Bytes()
 	if err != nil {
-		if errors.Is(err, smtp.ErrTooLongLine) {
-			// go-smtp stops reading the session after this; the client learns why.
+		if errors.Is(err, smtpd.ErrLineTooLong) {
+			// engine/smtpd reads on to the final dot; the session goes on.
 			return toWire(reply.New(554, reply.Status{5, 6, 0}, "message line too long (RFC 5321 §4.5.3.1.6)"))
 		}
 		var se *smtp.SMTPError
@@ -64,23 +68,24 @@ func (s *session) Data(r io.Reader) error {
 	now := s.srv.opts.Now()
 	h := splitHeader(raw)
 	env := spool.Envelope{
-		From:      *s.from,
-		EnvID:     s.mail.EnvelopeID,
-		Ret:       string(s.mail.Return),
-		SMTPUTF8:  s.mail.UTF8,
-		Body8Bit:  s.mail.Body == smtp.Body8BitMIME,
-		Received:  now,
-		SourceIP:  s.ip.String(),
-		AuthUser:  s.authUser,
-		BounceDSN: s.src.BounceDSN,
-		VMTA:      s.src.DefaultVirtualMTA,
+		From:       *s.from,
+		EnvID:      s.mail.EnvelopeID,
+		Ret:        string(s.mail.Return),
+		SMTPUTF8:   s.mail.UTF8,
+		Body8Bit:   s.mail.Body == smtp.Body8BitMIME,
+		Received:   now,
+		SourceIP:   s.ip.String(),
+		AuthUser:   s.authUser,
+		BounceDSN:  s.src.BounceDSN,
+		RequireTLS: s.mail.RequireTLS, // RFC 8689 §4.1: tag the message
+		VMTA:       s.src.DefaultVirtualMTA,
 	}
 	if s.src.ProcessXJob {
 		if v, ok := h.take("X-Job"); ok {
 			env.JobID = v
 		}
 	}
-	if v := s.srv.policy.userVMTA[s.authUser]; v != "" && s.authUser != "" {
+	if v := s.srv.policy.Load().userVMTA[s.authUser]; v != "" && s.authUser != "" {
 		env.VMTA = v // an authenticated user's default is more specific than the source's
 	}
 	if s.src.ProcessXVirtualMTA {
@@ -112,6 +117,10 @@ func (s *session) Data(r io.Reader) error {
 			s.log.Info("message refused", zap.String("msg_id", id), zap.Object("reply", r))
 			return toWire(r)
 		}
+		if errors.Is(err, syscall.ENOSPC) { // spool.ErrDiskFull: RFC 5321 §4.2.3 452, RFC 3463 4.3.1
+			s.log.Warn("spool full, message refused", zap.String("msg_id", id), zap.Error(err))
+			return toWire(reply.Wrap(452, reply.Status{4, 3, 1}, "insufficient system storage, try again later", err))
+		}
 		s.log.Error("spool put failed", zap.String("msg_id", id), zap.Error(err))
 		return toWire(reply.Wrap(451, reply.Status{4, 3, 0}, "local error in processing, try again later", err))
 	}
@@ -123,6 +132,9 @@ func (s *session) Data(r io.Reader) error {
 // end in CRLF (a bare LF or CR is refused, which also closes the door to
 // SMTP smuggling), no NUL octets, and no line over 998 octets.
 func checkBody(b []byte) *reply.Error {
+	if bodyClean(b) {
+		return nil
+	}
 	lineStart := 0
 	for i := 0; i < len(b); i++ {
 		switch b[i] {

@@ -11,12 +11,13 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 
 	"github.com/sluice-mta/sluice/engine/config"
+	"github.com/sluice-mta/sluice/engine/smtpd"
 	"github.com/sluice-mta/sluice/engine/spool"
 	"github.com/sluice-mta/sluice/engine/submit"
 )
@@ -55,22 +56,27 @@ type Options struct {
 	// Transforms run on every accepted message before it is spooled
 	// (header additions, then DKIM signing); see engine/submit.
 	Transforms []submit.Transform
-	Log        *zap.Logger
-	Now        func() time.Time // nil: time.Now
-	AuthDelay  time.Duration    // pause before answering a failed AUTH [1s]
+	// Gate, when set, claims mail to our own report addresses and refuses
+	// suppressed recipients (package fbl; see intercept.go).
+	Gate      Gate
+	Log       *zap.Logger
+	Now       func() time.Time // nil: time.Now
+	AuthDelay time.Duration    // pause before answering a failed AUTH [1s]
 }
 
 // Server runs the configured listeners.
 type Server struct {
 	opts    Options
 	submit  *submit.Pipeline
-	policy  *policy
-	servers []*smtp.Server
+	policy  atomic.Pointer[policy] // swapped by SetPolicy (reload)
+	servers []*smtpd.Server
 	lns     []net.Listener
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+
+	authLimit *authLimiter // AUTH failures per client address (authlimit.go)
 }
 
 // track adds or removes a live session.
@@ -99,7 +105,8 @@ func New(lcfgs []config.Listener, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, policy: p, sessions: make(map[*session]struct{})}
+	s := &Server{opts: opts, sessions: make(map[*session]struct{}), authLimit: newAuthLimiter()}
+	s.policy.Store(p)
 	s.submit = &submit.Pipeline{Spool: opts.Spool, Queue: opts.Queue, Transforms: opts.Transforms}
 	for _, lc := range lcfgs {
 		var tlsCfg *tls.Config
@@ -110,10 +117,12 @@ func New(lcfgs []config.Listener, opts Options) (*Server, error) {
 			}
 			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
-		srv := smtp.NewServer(&backend{s: s})
-		srv.Addr = lc.Address
+		// Our own protocol engine: go-smtp's server reads DATA a byte at a
+		// time and writes each reply on its own (see engine/smtpd).
+		srv := &smtpd.Server{Backend: &backend{s: s}}
 		srv.Domain = opts.Hostname
 		srv.TLSConfig = tlsCfg
+		srv.EnableREQUIRETLS = tlsCfg != nil // RFC 8689 §2: offered only after TLS (engine/smtpd checks)
 		srv.MaxMessageBytes = p.maxSize
 		srv.MaxRecipients = 1000
 		srv.MaxLineLength = 2000          // command lines; RFC 5321 §4.5.3.1.4 asks for at least 512
@@ -121,7 +130,11 @@ func New(lcfgs []config.Listener, opts Options) (*Server, error) {
 		srv.EnableSMTPUTF8 = true         // RFC 6531
 		srv.EnableDSN = true              // RFC 3461
 		srv.ReadTimeout = 5 * time.Minute // RFC 5321 §4.5.3.2.7
+		if lc.CommandTimeout > 0 {
+			srv.ReadTimeout = lc.CommandTimeout.D()
+		}
 		srv.WriteTimeout = time.Minute
+		srv.MaxDataLineLength = maxLineLength // RFC 5321 §4.5.3.1.6
 		srv.ErrorLog = zapErrorLog{opts.Log}
 		s.servers = append(s.servers, srv)
 	}
@@ -139,12 +152,19 @@ func (s *Server) Listen(lcfgs []config.Listener) error {
 			return fmt.Errorf("listener %s: %w", lc.Address, err)
 		}
 		lim := newLimitListener(ln, lc.MaxSessions, s.opts.Hostname)
+		lim.perIP, lim.lineTimeout = lc.MaxSessionsPerIP, lc.CommandTimeout.D() // limit.go, guard.go
 		s.lns = append(s.lns, lim)
 		srv := s.servers[i]
+		var serveLn net.Listener = lim
+		if lc.ImplicitTLS {
+			// RFC 8314 §3.3: TLS from the first byte. Wrapped outermost so
+			// that sessions see a *tls.Conn (and so count as TLS for AUTH).
+			serveLn = tls.NewListener(lim, srv.TLSConfig)
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.Serve(lim); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := srv.Serve(serveLn); err != nil && !errors.Is(err, smtpd.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				s.opts.Log.Error("listener stopped", zap.String("address", lc.Address), zap.Error(err))
 			}
 		}()
@@ -168,64 +188,22 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// markBusy flags a session inside DATA. Under the same lock as Shutdown's
-// sweep, so a sweep that ran just before DATA began cannot cut it: the
-// read deadline is renewed here.
-func (s *Server) markBusy(sess *session, busy bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess.busy = busy
-	if busy {
-		sess.conn.Conn().SetReadDeadline(time.Now().Add(readTimeout))
-	}
-}
-
-// Shutdown stops accepting and ends idle sessions (go-smtp answers them
-// 421 4.4.2 as on a read timeout); a session inside DATA finishes its
-// transaction first, so a message being spooled still gets its 250. When
-// ctx ends, whatever remains is closed.
+// Shutdown stops accepting and ends idle sessions with 421 4.3.2; a session
+// inside DATA or BDAT finishes its transaction first (engine/smtpd), so a
+// message being spooled still gets its 250. When ctx ends, whatever remains
+// is closed.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.closeListeners() // at once: no new session from here on
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		for _, srv := range s.servers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				srv.Shutdown(ctx)
-			}()
-		}
-		wg.Wait()
-	}()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		s.mu.Lock()
-		for sess := range s.sessions {
-			if !sess.busy {
-				// Repeated on every tick: go-smtp renews the deadline before each read.
-				sess.conn.Conn().SetReadDeadline(time.Now())
-			}
-		}
-		s.mu.Unlock()
-		select {
-		case <-done:
-			s.wg.Wait()
-			return
-		case <-ctx.Done():
-			s.mu.Lock()
-			for sess := range s.sessions {
-				sess.conn.Conn().Close()
-			}
-			s.mu.Unlock()
-			<-done
-			s.wg.Wait()
-			return
-		case <-tick.C:
-		}
+	var wg sync.WaitGroup
+	for _, srv := range s.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srv.Shutdown(ctx)
+		}()
 	}
+	wg.Wait()
+	s.wg.Wait()
 }
 
 type zapErrorLog struct{ log *zap.Logger }

@@ -12,20 +12,21 @@ import (
 
 	"github.com/sluice-mta/sluice/engine/config"
 	"github.com/sluice-mta/sluice/engine/reply"
+	"github.com/sluice-mta/sluice/engine/smtpd"
 	"github.com/sluice-mta/sluice/engine/spool"
 )
 
 type backend struct{ s *Server }
 
 // NewSession is called once per connection and again after STARTTLS.
-func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+func (b *backend) NewSession(c *smtpd.Conn) (smtpd.Session, error) {
 	var ip netip.Addr
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		ip, _ = netip.AddrFromSlice(ta.IP)
 		ip = ip.Unmap()
 	}
 	_, isTLS := c.TLSConnectionState()
-	src := b.s.policy.source(ip)
+	src := b.s.policy.Load().source(ip)
 	sess := &session{
 		srv:  b.s,
 		conn: c,
@@ -39,29 +40,30 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return sess, nil
 }
 
-// session is one SMTP client conversation. go-smtp calls its methods from
+// session is one SMTP client conversation. engine/smtpd calls its methods from
 // the connection's goroutine only.
 type session struct {
 	srv      *Server
-	conn     *smtp.Conn
+	conn     *smtpd.Conn
 	ip       netip.Addr
 	src      config.Source
 	tls      bool
 	helo     string
 	authUser string
 	log      *zap.Logger
-	busy     bool // inside Data: shutdown lets it finish; guarded by srv.mu
 
 	// the transaction in progress
 	from  *string
 	mail  smtp.MailOptions
 	rcpts []spool.Rcpt
+	gate  gateTxn // mail to our own addresses, suppressed recipients dropped
 }
 
 func (s *session) Reset() {
 	s.from = nil
 	s.mail = smtp.MailOptions{}
 	s.rcpts = nil
+	s.gate = gateTxn{}
 }
 
 // Logout is called when the connection ends (and before a new session
@@ -82,6 +84,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		if lim := maxSizeFor(s.src); opts.Size > lim {
 			return toWire(reply.New(552, reply.Status{5, 3, 4}, "message size exceeds fixed maximum message size"))
 		}
+		if opts.RequireTLS && !s.tls {
+			// RFC 8689 §2: REQUIRETLS is only valid in a TLS session.
+			return toWire(reply.New(530, reply.Status{5, 7, 10}, "REQUIRETLS needs a TLS session"))
+		}
 		s.mail = *opts
 	}
 	f := from
@@ -94,12 +100,18 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.from == nil {
 		return toWire(reply.New(503, reply.Status{5, 5, 1}, "need MAIL before RCPT"))
 	}
+	if done, err := s.gateRcpt(to); done { // report addresses: from anyone
+		return err
+	}
 	if !s.src.AlwaysAllowRelaying && s.authUser == "" {
 		s.log.Info("relay denied", zap.String("rcpt", to))
 		return toWire(reply.New(550, reply.Status{5, 7, 1}, "relaying denied"))
 	}
 	if err := checkAddress(to, false); err != nil {
 		return toWire(reply.New(553, reply.Status{5, 1, 3}, "recipient address syntax invalid: "+err.Error()))
+	}
+	if done, err := s.gateSuppressed(to); done {
+		return err
 	}
 	r := spool.Rcpt{Addr: to}
 	if opts != nil {

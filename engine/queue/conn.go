@@ -58,11 +58,20 @@ func (s *Scheduler) runConn(q *queue) {
 		failed = true
 		return
 	}
-	conn, err := s.dial(ctx, q, targets)
+	need := s.tlsNeedsFor(ctx, q, routeDomain, false)
+	if targets, err = s.stsTargets(q, need, targets); err != nil {
+		s.failDomain(q, routeDomain, reply.From(err)) // RFC 8461 §5: defer
+		return
+	}
+	conn, err := s.dial(ctx, q, targets, need)
 	if err != nil {
 		r := reply.From(err)
 		if r.Permanent() { // a refusal at connection level is never a bounce by itself
 			r = reply.Wrap(451, reply.Status{4, 4, 0}, r.Error(), r)
+		}
+		if s.domainTLSFailure(q, need, r) { // tls.go
+			s.failDomain(q, routeDomain, r) // the site's other domains get a connection of their own
+			return
 		}
 		q.mu.Lock()
 		others := q.active > 1
@@ -79,6 +88,7 @@ func (s *Scheduler) runConn(q *queue) {
 	defer conn.Quit()
 	s.connected(q)
 	info := connInfoOf(conn)
+	info.domain = routeDomain
 	limit := q.settings.MaxMsgPerConnection
 	for sent := 0; limit == 0 || sent < limit; sent++ {
 		if !s.opts.Pools.Available(q.vmta, q.site) {
@@ -231,20 +241,16 @@ func (s *Scheduler) targets(ctx context.Context, q *queue, domain string) ([]tar
 
 // dial tries each target in turn; if one fails to connect, the next is
 // tried (RFC 5321 §5.1).
-func (s *Scheduler) dial(ctx context.Context, q *queue, ts []target) (*delivery.Conn, error) {
-	cfg := delivery.Config{
-		LocalIP:        q.vmta.SourceIP,
-		Helo:           q.vmta.Hostname,
-		UseStartTLS:    q.settings.UseStartTLS,
-		ConnectTimeout: s.opts.Delivery.ConnectTimeout.D(),
-		CommandTimeout: s.opts.Delivery.CommandTimeout.D(),
-		DataTimeout:    s.opts.Delivery.DataTimeout.D(),
-	}
+func (s *Scheduler) dial(ctx context.Context, q *queue, ts []target, need tlsNeeds) (*delivery.Conn, error) {
+	cfg := s.dialConfig(q, need) // tls.go
 	var lastErr error
 	for _, t := range ts {
 		c, err := delivery.Dial(ctx, t.addr, t.host, cfg)
 		if err == nil {
-			return c, nil
+			if err = s.stsCheck(q, need, c); err == nil {
+				return c, nil
+			}
+			c.Quit() // RFC 8461 §4.2: not this host; try the next one
 		}
 		s.log.Debug("connect failed", zap.String("queue", q.name), zap.String("mx", t.host), zap.String("addr", t.addr), zap.Error(err))
 		lastErr = err
@@ -258,6 +264,7 @@ func (s *Scheduler) dial(ctx context.Context, q *queue, ts []target) (*delivery.
 // connInfo describes a connection for the acct record.
 type connInfo struct {
 	mta, srcIP, dstIP, esmtp, tlsProto, tlsCipher string
+	domain                                        string // the routing domain the connection was made for
 }
 
 func connInfoOf(c *delivery.Conn) *connInfo {

@@ -47,6 +47,22 @@ func (s *Scheduler) deliver(ctx context.Context, conn *delivery.Conn, it *item, 
 		env.Rcpts = append(env.Rcpts, delivery.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
 	msg.mu.Unlock()
+	if s.opts.Decorate != nil {
+		rcpts := make([]string, len(env.Rcpts))
+		for k, r := range env.Rcpts {
+			rcpts[k] = r.Addr
+		}
+		out := s.decorate(Transaction{MsgID: msg.id, Env: &msg.env, Rcpts: rcpts, VMTA: it.q.vmta.Name}, body)
+		env.Size = int64(len(out))
+		body = out
+	}
+	env.RequireTLS = msg.env.RequireTLS // RFC 8689
+	// A domain sharing this connection may need more TLS than its routing
+	// domain did; a REQUIRETLS message needs an authenticated MX (tls.go).
+	if r := s.tlsRefusal(ctx, conn, it, info.domain); r != nil {
+		s.settle(it, sameReply(len(it.idx), r), info, nil)
+		return true
+	}
 	results, err := conn.Send(ctx, env, body)
 	if len(results) != len(it.idx) { // defensive: never lose a recipient
 		results = sameReply(len(it.idx), reply.Wrap(451, reply.Status{4, 4, 2}, "connection lost", err))
@@ -222,7 +238,7 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 			s.makeReady(again) // picks another VMTA of the pool
 			s.reroute(it.q)
 		} else {
-			s.timers.push(again)
+			s.retryLater(again) // the timers, unless cancelled meanwhile (tomb.go)
 		}
 	}
 }

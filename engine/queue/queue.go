@@ -8,10 +8,12 @@ package queue
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,6 +72,8 @@ type Options struct {
 	NodeID      string                                 // names this node's share of per-node limits
 	Shared      bool                                   // limits are shared with other nodes (Redis): be fair to them
 	Delivery    config.Delivery
+	STS         STSPolicies    // MTA-STS policies (tls.go); nil: none are looked up
+	TLSRoots    *x509.CertPool // roots that verify MX certificates; nil: the system's
 	Store       Store
 	Resolver    Resolver
 	Acct        Accounter
@@ -77,6 +81,10 @@ type Options struct {
 	Log         *zap.Logger
 	Now         func() time.Time
 	IdleTimeout time.Duration // how long an idle connection waits for more mail [2s]
+	// Decorate, when set, returns header lines (each ending in CRLF) to
+	// prepend to the message for one transaction, e.g. the per-recipient
+	// trace header of package fbl. The spool's copy is not changed.
+	Decorate func(t Transaction) []byte
 }
 
 // Scheduler owns the queues, the retry timers and the delivery goroutines.
@@ -90,6 +98,7 @@ type Scheduler struct {
 	wg     sync.WaitGroup // connection goroutines
 
 	timers *timers
+	ctl    control // paused queues and held jobs (control.go)
 
 	sitesMu sync.Mutex
 	sites   map[string]*siteEntry // domain → its site
@@ -135,8 +144,11 @@ func (s *Scheduler) Start() {
 		defer close(s.timersDone)
 		modesDone := make(chan struct{})
 		go func() { defer close(modesDone); s.watchModes(s.runCtx) }()
+		parkedDone := make(chan struct{})
+		go func() { defer close(parkedDone); s.expireParked(s.runCtx) }() // control.go
 		s.timers.run(s.runCtx, s.makeReady)
 		<-modesDone
+		<-parkedDone
 	}()
 }
 
@@ -248,6 +260,7 @@ const waitForVMTA = time.Minute
 // to the site (a retry stays where it was), else a fresh pick. It reports
 // false when the item had to be parked until a VMTA has room.
 func (s *Scheduler) assign(it *item) bool {
+	it.q = s.current(it) // after a Reconfigure: the queue with the new settings
 	if it.q != nil && s.opts.Pools.Available(it.q.vmta, it.q.site) {
 		return true
 	}
@@ -287,6 +300,11 @@ func (s *Scheduler) makeReady(it *item) {
 	}
 	q := it.q
 	q.mu.Lock()
+	if s.parkLocked(q, it) { // paused queue or held job: kept, not attempted; or deleted
+		q.mu.Unlock()
+		s.settleDoomed()
+		return
+	}
 	if hold := q.holdUntil; !hold.IsZero() {
 		if s.opts.Now().Before(hold) && len(q.idle) == 0 && q.active == 0 {
 			q.mu.Unlock()
@@ -405,6 +423,8 @@ type queue struct {
 	probing   bool         // the hold ended: one connection tries before the rest
 	active    int          // connection goroutines
 	idle      []chan *item // connections waiting for work
+
+	retired atomic.Bool // replaced by Reconfigure (reload.go): mail moves to the new queue
 }
 
 func (q *queue) popLocked() *item {

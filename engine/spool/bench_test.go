@@ -54,6 +54,10 @@ func BenchmarkPutSerial(b *testing.B) {
 func BenchmarkPutParallel(b *testing.B) {
 	s := open(b, b.TempDir())
 	defer s.Close()
+	benchParallel(b, s)
+}
+
+func benchParallel(b *testing.B, s *Store) {
 	body := bytes.Repeat([]byte("x"), 5<<10)
 	ctx := context.Background()
 	syncs0 := walSyncs(b, s)

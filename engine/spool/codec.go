@@ -106,7 +106,8 @@ const (
 	flagSMTPUTF8 = 1 << iota
 	flagBody8Bit
 	flagBounceDSN
-	flagsKnown = flagSMTPUTF8 | flagBody8Bit | flagBounceDSN
+	flagRequireTLS
+	flagsKnown = flagSMTPUTF8 | flagBody8Bit | flagBounceDSN | flagRequireTLS
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -126,6 +127,9 @@ func encodeEnvelope(e *Envelope, nrcpt int) []byte {
 	}
 	if e.BounceDSN {
 		flags |= flagBounceDSN
+	}
+	if e.RequireTLS {
+		flags |= flagRequireTLS
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(nrcpt))
@@ -156,6 +160,7 @@ func decodeEnvelope(p []byte) (Envelope, int, error) {
 	e.SMTPUTF8 = flags&flagSMTPUTF8 != 0
 	e.Body8Bit = flags&flagBody8Bit != 0
 	e.BounceDSN = flags&flagBounceDSN != 0
+	e.RequireTLS = flags&flagRequireTLS != 0
 	n := d.uvarint()
 	if d.err == nil && n > maxRcpts {
 		return e, 0, fmt.Errorf("%w: recipient count %d", errCorrupt, n)

@@ -99,6 +99,11 @@ func (sc *scanner) add(k, v []byte) {
 	if sc.bad != nil {
 		return
 	}
+	if err != nil {
+		sc.bad = err
+		return
+	}
+	v, err = sc.s.openValue(k, v)
 	switch {
 	case err != nil:
 		sc.bad = err

@@ -61,6 +61,9 @@ type Envelope struct {
 	VMTA      string // requested VMTA or pool name ("" = default)
 	BounceDSN bool   // send an RFC 3464 DSN on failure
 	Size      int64  // body bytes
+	// RequireTLS is RFC 8689 REQUIRETLS: relay only over TLS to an
+	// authenticated MX host that itself offers REQUIRETLS.
+	RequireTLS bool
 }
 
 // Rcpt is one recipient and its delivery state.
@@ -111,6 +114,10 @@ type Store struct {
 	gone     map[string]struct{}
 
 	counterMu sync.Mutex // read-modify-write of counters (counters.go)
+
+	cipher  *Cipher // nil: records are stored in clear (crypt.go)
+	dir     string
+	minFree int64 // space.go; negative: no check
 }
 
 type shard struct {
@@ -145,9 +152,28 @@ func countPending(p []uint64) int {
 	return n
 }
 
+// Options are optional settings of OpenWith.
+type Options struct {
+	// Cipher, when set, seals every body, envelope and recipient record
+	// with AES-256-GCM (crypt.go). A spool that holds sealed records cannot
+	// be opened without one whose keys match.
+	Cipher *Cipher
+	// MinFreeBytes is the free space on the spool's filesystem below which
+	// Put refuses new messages with ErrDiskFull [DefaultMinFree]; negative
+	// disables the check.
+	MinFreeBytes int64
+}
+
 // Open opens (creating if needed) the spool in dir. Every commit is synced,
 // so the spool survives kill -9 and power loss up to the last nil Put.
 func Open(dir string, log *zap.Logger) (*Store, error) {
+	return OpenWith(dir, log, Options{})
+}
+
+// OpenWith is Open with options. A wrong or missing encryption key is an
+// error wrapping ErrWrongKey or ErrEncrypted, found here rather than at the
+// first message.
+func OpenWith(dir string, log *zap.Logger, o Options) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -158,7 +184,14 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: log, seed: maphash.MakeSeed()}
+	if err := checkKeys(db, o.Cipher); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{db: db, log: log, seed: maphash.MakeSeed(), cipher: o.Cipher, dir: dir, minFree: o.MinFreeBytes}
+	if s.minFree == 0 {
+		s.minFree = DefaultMinFree
+	}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*entry)
 	}
@@ -312,6 +345,9 @@ func (s *Store) Put(ctx context.Context, m *Message, body []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("spool: put %s: %w", m.ID, err)
 	}
+	if err := s.checkSpace(len(body)); err != nil {
+		return fmt.Errorf("spool: put %s: %w", m.ID, err)
+	}
 	if err := s.acquire(); err != nil {
 		return err
 	}
@@ -326,12 +362,14 @@ func (s *Store) Put(ctx context.Context, m *Message, body []byte) error {
 	defer b.Close()
 	// Batch.Set copies key and value into the batch and fails only on
 	// a closed or read-only batch; the commit reports the rest.
-	err := b.Set(bodyKey(m.ID), body, nil)
+	bk, ek := bodyKey(m.ID), envKey(m.ID)
+	err := b.Set(bk, s.sealValue(bk, body), nil)
 	if err == nil {
-		err = b.Set(envKey(m.ID), encodeEnvelope(&m.Env, len(m.Rcpts)), nil)
+		err = b.Set(ek, s.sealValue(ek, encodeEnvelope(&m.Env, len(m.Rcpts))), nil)
 	}
 	for i := 0; err == nil && i < len(m.Rcpts); i++ {
-		err = b.Set(rcptKey(m.ID, i), encodeRcpt(&m.Rcpts[i]), nil)
+		rk := rcptKey(m.ID, i)
+		err = b.Set(rk, s.sealValue(rk, encodeRcpt(&m.Rcpts[i])), nil)
 	}
 	if err == nil {
 		// Concurrent synced commits share one WAL fsync (group commit).
@@ -353,16 +391,27 @@ func (s *Store) Body(id string) ([]byte, error) {
 		return nil, err
 	}
 	defer s.release()
-	v, closer, err := s.db.Get(bodyKey(id))
+	bk := bodyKey(id)
+	v, closer, err := s.db.Get(bk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, fmt.Errorf("spool: body %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("spool: body %s: %w", id, err)
 	}
-	out := make([]byte, len(v)) // v is only valid until closer.Close
-	copy(out, v)
-	if err := closer.Close(); err != nil {
+	var out []byte
+	if s.cipher != nil && sealed(v) {
+		out, err = s.cipher.open(bk, v) // a new slice: v is only valid until closer.Close
+	} else if s.cipher == nil && sealed(v) {
+		err = ErrEncrypted
+	} else {
+		out = make([]byte, len(v))
+		copy(out, v)
+	}
+	if cerr := closer.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
 		return nil, fmt.Errorf("spool: body %s: %w", id, err)
 	}
 	return out, nil
@@ -419,7 +468,8 @@ func (s *Store) Update(id string, idx []int, rcpts []Rcpt) error {
 		err = deleteMessage(b, id, e.n)
 	} else {
 		for k := 0; err == nil && k < len(idx); k++ {
-			err = b.Set(rcptKey(id, idx[k]), encodeRcpt(&rcpts[k]), nil)
+			rk := rcptKey(id, idx[k])
+			err = b.Set(rk, s.sealValue(rk, encodeRcpt(&rcpts[k])), nil)
 		}
 	}
 	if err == nil {

@@ -40,7 +40,7 @@ func sample(id string, n int) *Message {
 	m := &Message{ID: id, Env: Envelope{
 		From: "bounce+" + id + "@sender.test", EnvID: "env-" + id, Ret: "HDRS",
 		SMTPUTF8: true, Body8Bit: true, Received: now, SourceIP: "127.0.0.1",
-		AuthUser: "injector", JobID: "job-7", VMTA: "pool-a", BounceDSN: true, Size: 42,
+		AuthUser: "injector", JobID: "job-7", VMTA: "pool-a", BounceDSN: true, RequireTLS: true, Size: 42,
 	}}
 	for i := range n {
 		m.Rcpts = append(m.Rcpts, Rcpt{

@@ -13,6 +13,11 @@ type Config struct {
 	Hostname        string   // ["sluice.test"]
 	Listen          string   // listener "ip:port"
 	MaxSessions     int      // [unset]
+	MaxSessionsIP   int      // listener max-sessions-per-ip [unset: 20]
+	ListenTimeout   string   // listener command-timeout [unset: 5m]
+	TLSCert         string   // listener tls-cert file (see CA.WriteCert)
+	TLSKey          string   // listener tls-key file
+	ImplicitTLS     bool     // listener implicit-tls
 	DNS             []string // resolvers "ip:port", e.g. a dnstest server
 	DNSTimeout      string   // ["2s"]
 	DeliveryPort    int      // [25]
@@ -59,6 +64,8 @@ type Domain struct {
 	BounceAfter         string
 	Route               string // "host:port" instead of MX
 	UseStartTLS         *bool
+	RequireStartTLS     *bool
+	MTASTS              string // "on", "off", "testing-only"; "" leaves it unset
 }
 
 // Bool returns a pointer to b, for the optional boolean fields.
@@ -80,6 +87,19 @@ func (c Config) TOML() string {
 	kv("address", c.Listen)
 	if c.MaxSessions > 0 {
 		kv("max-sessions", c.MaxSessions)
+	}
+	if c.MaxSessionsIP > 0 {
+		kv("max-sessions-per-ip", c.MaxSessionsIP)
+	}
+	if c.ListenTimeout != "" {
+		kv("command-timeout", c.ListenTimeout)
+	}
+	if c.TLSCert != "" {
+		kv("tls-cert", c.TLSCert)
+		kv("tls-key", c.TLSKey)
+	}
+	if c.ImplicitTLS {
+		kv("implicit-tls", true)
 	}
 
 	sources := c.Sources
@@ -169,6 +189,12 @@ func (c Config) TOML() string {
 		}
 		if d.UseStartTLS != nil {
 			kv("use-starttls", *d.UseStartTLS)
+		}
+		if d.RequireStartTLS != nil {
+			kv("require-starttls", *d.RequireStartTLS)
+		}
+		if d.MTASTS != "" {
+			kv("mta-sts", d.MTASTS)
 		}
 	}
 	if c.Extra != "" {

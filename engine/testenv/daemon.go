@@ -40,6 +40,7 @@ type daemonOptions struct {
 	readyTimeout time.Duration
 	stopTimeout  time.Duration
 	env          []string
+	args         []string
 }
 
 // Option adjusts StartDaemon.
@@ -53,6 +54,11 @@ func WithReadyTimeout(d time.Duration) Option {
 // WithStopTimeout sets how long Stop waits after SIGTERM before SIGKILL [30s].
 func WithStopTimeout(d time.Duration) Option {
 	return func(o *daemonOptions) { o.stopTimeout = d }
+}
+
+// WithArgs adds arguments after `serve --config FILE`, e.g. "--pprof", addr.
+func WithArgs(args ...string) Option {
+	return func(o *daemonOptions) { o.args = append(o.args, args...) }
 }
 
 // WithEnv adds "KEY=value" entries to the daemon's environment.
@@ -141,7 +147,7 @@ func (d *Daemon) start() {
 		d.tb.Fatalf("daemon log: %v", err)
 	}
 	fmt.Fprintf(logf, "=== testenv: starting %s serve --config %s at %s\n", d.bin, d.ConfigPath, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(d.bin, "serve", "--config", d.ConfigPath)
+	cmd := exec.Command(d.bin, append([]string{"serve", "--config", d.ConfigPath}, d.opts.args...)...)
 	cmd.Dir = d.Dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
@@ -28,18 +29,26 @@ type SinkOptions struct {
 	Delay time.Duration
 	// MaxMessageBytes caps DATA (SIZE is advertised) [unset: no limit].
 	MaxMessageBytes int64
+	// TLSConfig, when set, makes the sink offer STARTTLS with it. (After
+	// STARTTLS a session's QUIT is not seen: it counts in MaxConcurrent
+	// until it ends.)
+	TLSConfig *tls.Config
+	// RequireTLS advertises REQUIRETLS (RFC 8689) after STARTTLS.
+	RequireTLS bool
 }
 
 // Message is one message a Sink accepted.
 type Message struct {
-	From      string
-	Rcpts     []string
-	Data      []byte
-	MessageID string // the Message-ID header, angle brackets included
-	RemoteIP  string // the client's address: the daemon's source IP
-	Helo      string // the client's EHLO/HELO name
-	ConnID    int    // sessions are numbered from 1; equal ids share a connection
-	Time      time.Time
+	From       string
+	Rcpts      []string
+	Data       []byte
+	MessageID  string // the Message-ID header, angle brackets included
+	RemoteIP   string // the client's address: the daemon's source IP
+	Helo       string // the client's EHLO/HELO name
+	ConnID     int    // sessions are numbered from 1; equal ids share a connection
+	TLS        bool   // the message came over TLS (STARTTLS)
+	RequireTLS bool   // MAIL FROM carried REQUIRETLS
+	Time       time.Time
 }
 
 // Sink is a realistic SMTP receiver on go-smtp (which advertises
@@ -83,6 +92,8 @@ func StartSink(tb testing.TB, addr string, opts SinkOptions) *Sink {
 	srv.WriteTimeout = time.Minute
 	srv.MaxMessageBytes = opts.MaxMessageBytes
 	srv.MaxRecipients = 1000
+	srv.TLSConfig = opts.TLSConfig
+	srv.EnableREQUIRETLS = opts.RequireTLS
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv = srv
 	// Owned by the Sink: ends when Close closes the listener.
@@ -133,13 +144,14 @@ func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
 }
 
 type sinkSession struct {
-	once  sync.Once
-	s     *Sink
-	c     *smtp.Conn
-	id    int
-	ip    string
-	from  string
-	rcpts []string
+	once   sync.Once
+	s      *Sink
+	c      *smtp.Conn
+	id     int
+	ip     string
+	from   string
+	rcpts  []string
+	reqTLS bool
 }
 
 func (ss *sinkSession) Reset() { ss.from, ss.rcpts = "", nil }
@@ -159,8 +171,9 @@ func (ss *sinkSession) release() {
 	})
 }
 
-func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
 	ss.from, ss.rcpts = from, nil
+	ss.reqTLS = opts != nil && opts.RequireTLS
 	return nil
 }
 
@@ -196,6 +209,8 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		ConnID:    ss.id,
 		Time:      time.Now(),
 	}
+	_, m.TLS = ss.c.TLSConnectionState()
+	m.RequireTLS = ss.reqTLS
 	s.mu.Lock()
 	s.dataTries[m.MessageID]++
 	attempt := s.dataTries[m.MessageID]

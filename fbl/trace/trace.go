@@ -100,6 +100,11 @@ func Decode(v string, k Keys) (Ref, error) {
 	if len(v) > MaxLen {
 		return Ref{}, fmt.Errorf("%w: value longer than %d characters", ErrForged, MaxLen)
 	}
+	// encoding/base64 skips CR and LF inside the input: refuse them, so
+	// that only the one canonical spelling of a value authenticates.
+	if strings.ContainsAny(v, "\r\n") {
+		return Ref{}, fmt.Errorf("%w: not base64url", ErrForged)
+	}
 	raw, err := b64.DecodeString(v)
 	if err != nil {
 		return Ref{}, fmt.Errorf("%w: not base64url", ErrForged)
