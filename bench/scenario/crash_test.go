@@ -9,7 +9,7 @@ import (
 // Addresses of the reliability tests: 127.31.1.0/24 (crash) and
 // 127.31.2.0/24 (redis-fault).
 
-// TestCrashShort is the CI version of the crash scenario: 6,000 messages
+// TestCrashShort is the CI version of the crash scenario: 10,000 messages
 // and two kill -9 (the full run is `go run ./bench crash`: 100,000 and
 // five). No message that got a 250 may be lost. Duplicates are the
 // messages the sink accepted but the daemon had not yet marked delivered
@@ -17,7 +17,7 @@ import (
 // 0.1% target applies to the full run; here each kill may cost up to 40.
 func TestCrashShort(t *testing.T) {
 	p := params(t, "crash", 1)
-	p.Messages, p.Kills, p.Sessions, p.PerSession = 6000, 2, 8, 100
+	p.Messages, p.Kills, p.Sessions, p.PerSession = 10000, 2, 8, 100
 	p.Timeout = 3 * time.Minute
 	t0 := time.Now()
 	res, err := Run(context.Background(), p)
