@@ -68,11 +68,13 @@ func (s *session) Data(r io.Reader) error {
 	now := s.srv.opts.Now()
 	h := splitHeader(raw)
 	env := spool.Envelope{
-		From:       *s.from,
-		EnvID:      s.mail.EnvelopeID,
-		Ret:        string(s.mail.Return),
-		SMTPUTF8:   s.mail.UTF8,
-		Body8Bit:   s.mail.Body == smtp.Body8BitMIME,
+		From:     *s.from,
+		EnvID:    s.mail.EnvelopeID,
+		Ret:      string(s.mail.Return),
+		SMTPUTF8: s.mail.UTF8,
+		// Many clients declare BODY=8BITMIME for every message; only a body
+		// that really has 8-bit octets needs it on delivery (RFC 6152 §3).
+		Body8Bit:   s.mail.Body == smtp.Body8BitMIME && has8Bit(raw),
 		Received:   now,
 		SourceIP:   s.ip.String(),
 		AuthUser:   s.authUser,
@@ -195,4 +197,14 @@ func sanitizeHelo(h string) string {
 		return "unknown"
 	}
 	return b.String()
+}
+
+// has8Bit reports whether b holds an octet above 127.
+func has8Bit(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }

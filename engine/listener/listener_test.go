@@ -368,3 +368,24 @@ func TestVirtualMTASelection(t *testing.T) {
 		t.Fatalf("VMTA choices wrong")
 	}
 }
+
+// A BODY=8BITMIME declaration marks the message 8-bit only when its body
+// really has 8-bit octets, so 7-bit mail from clients that always declare
+// it can still go to receivers without 8BITMIME (RFC 6152 §3).
+func TestBody8BitFollowsContent(t *testing.T) {
+	sp := &memSpool{}
+	addr := start(t, "127.11.0.1:0", sp, nil)
+	c := dial(t, "127.11.0.2", addr)
+	c.cmd("MAIL FROM:<s@example.test> BODY=8BITMIME", "250")
+	c.cmd("RCPT TO:<a@d1.test>", "250")
+	c.data("Subject: plain\r\n\r\nascii only\r\n", "250")
+	c.cmd("MAIL FROM:<s@example.test> BODY=8BITMIME", "250")
+	c.cmd("RCPT TO:<a@d1.test>", "250")
+	c.data("Subject: latin\r\n\r\ncaf\xc3\xa9\r\n", "250")
+	if len(sp.msgs) != 2 {
+		t.Fatalf("spooled %d messages", len(sp.msgs))
+	}
+	if sp.msgs[0].Env.Body8Bit || !sp.msgs[1].Env.Body8Bit {
+		t.Errorf("Body8Bit = %v, %v; want false, true", sp.msgs[0].Env.Body8Bit, sp.msgs[1].Env.Body8Bit)
+	}
+}
