@@ -43,7 +43,8 @@ func TestClean(t *testing.T) {
 		t.Fatalf("phases %+v", res.Phases)
 	}
 	s := res.Phases[1]
-	if s.Messages != 200 || s.Recipients != 200 || s.E2ERate <= 0 || s.InjectRate < s.E2ERate ||
+	// The two rates are timed from different instants: allow a rounding gap.
+	if s.Messages != 200 || s.Recipients != 200 || s.E2ERate <= 0 || s.InjectRate < 0.99*s.E2ERate ||
 		s.P50 <= 0 || s.P99 < s.P50 || s.CPUPer1k <= 0 || s.PeakRSSMB <= 0 || res.Ratios["sluice/ceiling"] <= 0 {
 		t.Errorf("sluice phase %+v, ratios %v", s, res.Ratios)
 	}

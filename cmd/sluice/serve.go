@@ -90,7 +90,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	}
 	defer sp.Close()
 
-	aw, err := acct.Open(acct.Options{Dir: cfg.LogDir, Records: cfg.Acct.Records,
+	aw, err := acct.Open(acct.Options{Dir: cfg.LogDir, Records: cfg.Acct.Records, HeaderFields: cfg.Acct.HeaderFields,
 		MaxSize: cfg.AcctFile.MaxSize.Bytes(), MoveInterval: cfg.AcctFile.MoveInterval.D(), DeleteAfter: cfg.AcctFile.DeleteAfter.D()},
 		log.Named("acct"))
 	if err != nil {

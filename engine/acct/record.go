@@ -29,8 +29,8 @@ const (
 const TimeLayout = "2006-01-02 15:04:05-0700"
 
 // fields is the column order of PowerMTA's acct files, without the
-// operator-chosen header_* columns, followed by the extra fields seen in real
-// files.
+// operator-chosen header_* columns (which go after vmtaPool, headers.go),
+// followed by the extra fields seen in real files.
 var fields = [...]string{
 	"type", "timeLogged", "timeQueued", "orig", "rcpt", "orcpt", "dsnAction",
 	"dsnStatus", "dsnDiag", "dsnMta", "bounceCat", "srcType", "srcMta", "dlvType",
@@ -43,8 +43,8 @@ var fields = [...]string{
 // numFields is the number of columns.
 const numFields = len(fields)
 
-// Fields returns the column names in file order, as in the header row. The
-// slice is new on each call.
+// Fields returns the column names in file order, as in the header row of a
+// Writer with no header fields configured. The slice is new on each call.
 func Fields() []string { return append([]string(nil), fields[:]...) }
 
 // Record is one accounting event. Zero times and empty strings are written
@@ -69,6 +69,13 @@ type Record struct {
 	UserAgent, ReportingMTA, ReportedDomain  string
 	RcvSourceIP, DSNReportingMTA             string
 	DlvTLSProtocol, DlvTLSCipher             string
+
+	// Headers holds the values of the operator-chosen header_* columns
+	// (Options.HeaderFields), keyed by field name as configured (any case
+	// is found); see HeaderValues. nil when none are configured or known:
+	// the columns are then empty. Producers may share one map between the
+	// records of a message, so it must not be modified once written.
+	Headers map[string]string
 }
 
 // row fills out with r's columns in file order (see Record for the derived

@@ -1,8 +1,6 @@
 package acct
 
 import (
-	"bytes"
-	"encoding/csv"
 	"errors"
 	"os"
 	"path/filepath"
@@ -28,15 +26,6 @@ const expireInterval = time.Minute
 
 // acctName matches the files this package writes, current or moved.
 var acctName = regexp.MustCompile(`^acct-\d{4}-\d{2}-\d{2}(-\d{6}\.\d{3})?\.csv$`)
-
-// headerLen is the size of a file holding only the header row.
-var headerLen = func() int {
-	var b bytes.Buffer
-	cw := csv.NewWriter(&b)
-	cw.Write(fields[:])
-	cw.Flush()
-	return b.Len()
-}()
 
 // scheduleMove sets when move-interval next moves the file: the next
 // multiple of the interval since the zero time, so 1h moves on the hour.

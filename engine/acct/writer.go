@@ -41,6 +41,14 @@ type Options struct {
 	MaxSize      int64         // move the day's file aside once it reaches this many bytes
 	MoveInterval time.Duration // also move it aside every interval, aligned to UTC
 	DeleteAfter  time.Duration // Run deletes acct files not written to for this long
+
+	// HeaderFields names the header_* columns ([acct] header-fields): one
+	// column header_N per name N, after vmtaPool, holding Record.Headers[N].
+	// Names must be RFC 5322 field names (ValidFieldName), distinct in any
+	// case. When the day's file was started with other columns (the list
+	// changed across a restart), Open moves it aside as rotation does and
+	// starts a new one, so that every file matches its own header row.
+	HeaderFields []string
 }
 
 // Writer appends records to the day's accounting file. Write is safe for
@@ -53,6 +61,10 @@ type Writer struct {
 	interval time.Duration
 	log      *zap.Logger
 	encoders sync.Pool // of *encoder
+
+	headers   []string // Options.HeaderFields
+	header    []byte   // the header row, CSV-encoded with its line break
+	headerLen int      // len(header)
 
 	maxSize      int64
 	moveInterval time.Duration
@@ -92,9 +104,10 @@ func (w *Writer) Observe(fn func(*Record)) {
 // encoder turns one Record into one CSV line without holding the Writer's
 // lock.
 type encoder struct {
-	buf bytes.Buffer
-	cw  *csv.Writer
-	row [numFields]string
+	buf  bytes.Buffer
+	cw   *csv.Writer
+	row  [numFields]string
+	line []string // row with the header_* columns, when configured
 }
 
 // Open creates the directory if needed and opens (or creates, with its
@@ -123,6 +136,22 @@ func Open(o Options, log *zap.Logger) (*Writer, error) {
 			w.keep[t] = true
 		}
 	}
+	for i, n := range o.HeaderFields {
+		if !ValidFieldName(n) {
+			return nil, fmt.Errorf("acct: header field %q is not a field name", n)
+		}
+		for _, m := range o.HeaderFields[:i] {
+			if strings.EqualFold(m, n) {
+				return nil, fmt.Errorf("acct: header field %q is listed twice", n)
+			}
+		}
+	}
+	w.headers = append([]string(nil), o.HeaderFields...)
+	var hb bytes.Buffer
+	hw := csv.NewWriter(&hb)
+	hw.Write(headerRow(w.headers))
+	hw.Flush()
+	w.header, w.headerLen = hb.Bytes(), hb.Len()
 	w.encoders.New = func() any {
 		e := &encoder{}
 		e.cw = csv.NewWriter(&e.buf)
@@ -145,24 +174,36 @@ func Path(dir string, t time.Time) string {
 	return filepath.Join(dir, "acct-"+t.UTC().Format(dayLayout)+".csv")
 }
 
-// openDay opens the file of day for appending. A new or empty file gets the
-// header row; a file whose last line was cut short (a crash in the middle of
-// a write) gets a line break first, so the next record starts a line.
-func openDay(dir, day string) (*os.File, error) {
-	name := filepath.Join(dir, "acct-"+day+".csv")
+// HeaderFields returns the configured header_* field names, in column
+// order (Options.HeaderFields): what producers of records pass to
+// HeaderValues. The slice must not be modified.
+func (w *Writer) HeaderFields() []string { return w.headers }
+
+// openDay opens the current day's file for appending. A new or empty file
+// gets the header row; a file whose last line was cut short (a crash in the
+// middle of a write) gets a line break first, so the next record starts a
+// line. A file that starts with another header row (header-fields changed
+// since it was written) is moved aside and a new one started.
+func (w *Writer) openDay() (*os.File, error) {
+	name := filepath.Join(w.dir, "acct-"+w.day+".csv")
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("acct: %w", err)
 	}
 	var prefix []byte
 	st, err := f.Stat()
+	if err == nil && st.Size() > 0 {
+		var moved bool
+		if moved, err = w.checkHeader(f, name, st.Size()); err == nil && moved {
+			return w.openDay() // the file is gone: this opens a new one
+		}
+		if err == nil {
+			st, err = f.Stat() // checkHeader may have emptied a cut-short header
+		}
+	}
 	if err == nil {
 		if st.Size() == 0 {
-			var b bytes.Buffer
-			cw := csv.NewWriter(&b)
-			cw.Write(fields[:])
-			cw.Flush()
-			prefix = b.Bytes()
+			prefix = w.header
 		} else {
 			last := make([]byte, 1)
 			if _, err = f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
@@ -207,7 +248,20 @@ func (w *Writer) Write(r *Record) {
 	defer w.encoders.Put(e)
 	e.buf.Reset()
 	r.row(&e.row)
-	e.cw.Write(e.row[:]) // errors only from the underlying bytes.Buffer: none
+	line := e.row[:]
+	if len(w.headers) > 0 {
+		e.line = append(e.line[:0], e.row[:vmtaPoolCol+1]...)
+		for _, n := range w.headers {
+			v := r.header(n)
+			if strings.ContainsAny(v, "\r\n") {
+				v = oneLine(v)
+			}
+			e.line = append(e.line, clip(v))
+		}
+		line = append(e.line, e.row[vmtaPoolCol+1:]...)
+		e.line = line
+	}
+	e.cw.Write(line) // errors only from the underlying bytes.Buffer: none
 	e.cw.Flush()
 	day := r.TimeLogged.UTC().Format(dayLayout)
 
@@ -246,9 +300,39 @@ func (w *Writer) rotateLocked(day string) {
 	}
 }
 
+// checkHeader compares the first line of f, of size bytes, with our header
+// row. A file holding only a cut-short header row (a crash while it was
+// written) is emptied; one with another header row is closed and moved
+// aside (reported true).
+func (w *Writer) checkHeader(f *os.File, name string, size int64) (moved bool, err error) {
+	have := make([]byte, min(size, int64(w.headerLen)))
+	if _, err := f.ReadAt(have, 0); err != nil {
+		return false, err
+	}
+	switch {
+	case bytes.Equal(have, w.header):
+		return false, nil
+	case size < int64(w.headerLen) && bytes.HasPrefix(w.header, have):
+		if err := f.Truncate(0); err != nil {
+			return false, err
+		}
+		return false, nil
+	}
+	f.Close()
+	to := w.movedName(w.now())
+	if err := os.Rename(name, to); err != nil {
+		return false, fmt.Errorf("other columns than header-fields asks, and cannot move it aside: %w", err)
+	}
+	if err := syncDir(w.dir); err != nil {
+		w.log.Warn("acct directory fsync failed", zap.Error(err))
+	}
+	w.log.Warn("acct file has other columns (header-fields changed): moved aside", zap.String("file", to))
+	return true, nil
+}
+
 // reopenLocked opens the current day's file after a rotation or a failure.
 func (w *Writer) reopenLocked() error {
-	f, err := openDay(w.dir, w.day)
+	f, err := w.openDay()
 	if err != nil {
 		return err
 	}
@@ -256,7 +340,7 @@ func (w *Writer) reopenLocked() error {
 	w.size = 0
 	if st, err := f.Stat(); err == nil {
 		w.size = st.Size()
-		w.records = st.Size() > int64(headerLen) // appending to a file that has records
+		w.records = st.Size() > int64(w.headerLen) // appending to a file that has records
 	}
 	return nil
 }

@@ -109,6 +109,9 @@ type Delivery struct {
 // Acct configures the accounting CSV.
 type Acct struct {
 	Records []string `toml:"records"` // record types to write [d, b, t]; "r" adds receptions
+	// HeaderFields are message header fields copied into each record as
+	// header_<Name> columns after vmtaPool [none] (acct_headers.go)
+	HeaderFields []string `toml:"header-fields"`
 }
 
 // BounceRule is an operator-added classification rule, tried before the

@@ -205,6 +205,7 @@ func (c *Config) validateAcct(p *problems) {
 			p.add(k, "%q is listed twice", r)
 		}
 	}
+	c.validateAcctHeaders(p)
 }
 
 func (c *Config) validateBounceRules(p *problems) {

@@ -497,6 +497,7 @@ func (s *Scheduler) split(it *item, match rcptFilter) (hit, rest []int) {
 func (s *Scheduler) bounceCancelled(msg *message, parts []part, category, diag string) {
 	now := s.opts.Now()
 	r := reply.New(550, reply.Status{5, 0, 0}, diag)
+	hdrs := s.acctHeaders(msg, nil) // before Update may delete the body
 	var failed []failure
 	var idx []int
 	var recs []*acct.Record
@@ -516,6 +517,7 @@ func (s *Scheduler) bounceCancelled(msg *message, parts []part, category, diag s
 			rec := s.record(one, rc, r, nil, now)
 			rec.Type, rec.DSNAction, rec.BounceCat = acct.TypeBounced, "failed", category
 			rec.DSNDiag = "admin;" + oneLine(diag)
+			rec.Headers = hdrs
 			recs = append(recs, rec)
 			failed = append(failed, failure{rcpt: *rc, reply: r})
 			idx = append(idx, i)

@@ -33,6 +33,7 @@ func (s *Scheduler) deliver(ctx context.Context, conn *delivery.Conn, it *item, 
 		s.settle(it, sameReply(len(it.idx), reply.Wrap(451, reply.Status{4, 3, 0}, "local error reading message", err)), nil, nil)
 		return true
 	}
+	s.acctHeaders(msg, body) // from the spool's copy, before decoration
 	env := delivery.Envelope{
 		From:     msg.env.From,
 		Size:     int64(len(body)),
@@ -132,6 +133,7 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 	now := s.opts.Now()
 	set := it.q.settings
 	expireAt := msg.env.Received.Add(set.BounceAfter.D())
+	hdrs := s.acctHeaders(msg, body) // before Update may delete the body
 
 	rules := s.opts.Rules(set.SMTPPatternList)
 	var deferred []int
@@ -226,6 +228,7 @@ func (s *Scheduler) settle(it *item, results []*reply.Error, info *connInfo, bod
 		s.log.Error("spool update failed", zap.String("msg_id", msg.id), zap.Error(err))
 	}
 	for _, rec := range recs {
+		rec.Headers = hdrs
 		s.opts.Acct.Write(rec)
 	}
 	if wantDSN {
@@ -336,6 +339,7 @@ func (s *Scheduler) accountReceipt(msg *message, i int) {
 		JobID:       msg.env.JobID,
 		EnvID:       msg.env.EnvID,
 		Queue:       domainOf(rc.Addr) + "/" + requested,
+		Headers:     msg.hdrs, // known when the body came with the message (EnqueueBody)
 	})
 }
 
@@ -431,5 +435,5 @@ func (s *Scheduler) sendDSN(msg *message, failed []failure, body []byte, now tim
 		s.log.Error("dsn spool failed", zap.String("msg_id", msg.id), zap.Error(err))
 		return
 	}
-	s.Enqueue(m)
+	s.EnqueueBody(m, raw)
 }

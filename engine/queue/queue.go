@@ -175,8 +175,16 @@ func (s *Scheduler) Stop(ctx context.Context) {
 // Enqueue takes a message that is already durable and queues each of its
 // pending recipients, grouped by domain: one transaction carries all of a
 // message's recipients at one domain.
-func (s *Scheduler) Enqueue(m *spool.Message) {
+func (s *Scheduler) Enqueue(m *spool.Message) { s.EnqueueBody(m, nil) }
+
+// EnqueueBody is Enqueue given the body just spooled, from which the
+// header_* acct columns are read without reading the spool back
+// (acct_headers.go); nil body is Enqueue.
+func (s *Scheduler) EnqueueBody(m *spool.Message, body []byte) {
 	msg := &message{id: m.ID, env: m.Env, rcpts: m.Rcpts}
+	if body != nil {
+		s.acctHeaders(msg, body)
+	}
 	for i := range m.Rcpts {
 		if m.Rcpts[i].State == spool.Pending {
 			s.accountReceipt(msg, i)
@@ -395,6 +403,10 @@ type message struct {
 	env   spool.Envelope
 	mu    sync.Mutex
 	rcpts []spool.Rcpt
+	// hdrs are the message's header_* acct values once read, when
+	// hdrsKnown (acct_headers.go); guarded by mu.
+	hdrs      map[string]string
+	hdrsKnown bool
 }
 
 // item is one delivery unit: the recipients of one message at one domain.

@@ -42,8 +42,8 @@ func (p *Pipeline) SubmitBatch(ctx context.Context, ms []*spool.Message, bodies 
 		if err := bs.PutBatch(ctx, keep, keepBodies); err != nil {
 			return refused, err
 		}
-		for _, m := range keep {
-			p.Queue.Enqueue(m)
+		for i, m := range keep {
+			p.enqueue(m, keepBodies[i])
 		}
 		return refused, nil
 	}
@@ -51,7 +51,7 @@ func (p *Pipeline) SubmitBatch(ctx context.Context, ms []*spool.Message, bodies 
 		if err := p.Spool.Put(ctx, m, keepBodies[i]); err != nil {
 			return refused, err
 		}
-		p.Queue.Enqueue(m)
+		p.enqueue(m, keepBodies[i])
 	}
 	return refused, nil
 }

@@ -22,6 +22,13 @@ type Enqueuer interface {
 	Enqueue(m *spool.Message)
 }
 
+// BodyEnqueuer is an Enqueuer that also takes the body just spooled, so
+// that it need not read it back (queue.Scheduler: the acct header_*
+// columns of r records). The pipeline uses it when its Queue has it.
+type BodyEnqueuer interface {
+	EnqueueBody(m *spool.Message, body []byte)
+}
+
 // Transform rewrites a message before it is spooled. It may change m's
 // envelope (m.Env.Size is set by the pipeline afterwards) and returns the
 // body to spool, which may be body itself. An error refuses the message;
@@ -59,6 +66,15 @@ func (p *Pipeline) Submit(ctx context.Context, m *spool.Message, body []byte) er
 	if err := p.Spool.Put(ctx, m, body); err != nil {
 		return err
 	}
-	p.Queue.Enqueue(m)
+	p.enqueue(m, body)
 	return nil
+}
+
+// enqueue hands m to the queue, with its body when the queue takes it.
+func (p *Pipeline) enqueue(m *spool.Message, body []byte) {
+	if q, ok := p.Queue.(BodyEnqueuer); ok {
+		q.EnqueueBody(m, body)
+		return
+	}
+	p.Queue.Enqueue(m)
 }

@@ -28,6 +28,7 @@ type Config struct {
 	ShutdownTimeout string   // ["5s"]
 	LogLevel        string   // ["debug"]
 	AcctRecords     []string // [d b t r]
+	AcctHeaders     []string // [acct] header-fields: header_* columns [none]
 	Sources         []Source // [one: 127.0.0.0/8 with relaying]
 	Users           []User
 	Domains         map[string]Domain // "*" holds the defaults
@@ -160,6 +161,9 @@ func (c Config) TOML() string {
 		recs = []string{"d", "b", "t", "r"}
 	}
 	kv("records", recs)
+	if len(c.AcctHeaders) > 0 {
+		kv("header-fields", c.AcctHeaders)
+	}
 
 	names := make([]string, 0, len(c.Domains))
 	for n := range c.Domains {

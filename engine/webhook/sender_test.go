@@ -191,6 +191,8 @@ func TestRetryWithBackoff(t *testing.T) {
 		s.Observe(rec(acct.TypeDelivered, i))
 	}
 	waitFor(t, "delivery after retries", func() bool { return len(ep.events()) == 4 })
+	// The endpoint has the events before the sender has read its reply.
+	waitFor(t, "sent counted", func() bool { return s.Stats().Sent == 4 })
 	// Waits of at least 20, 40 and 50 ms (half of 40, 80 and 100 capped).
 	if d := time.Since(t1); d < 100*time.Millisecond {
 		t.Errorf("delivered after %v: retries did not back off", d)

@@ -93,7 +93,15 @@ type Report struct {
 	// from the trace header: it is then likely a placeholder and must not be
 	// suppressed.
 	Redacted bool
+
+	orig mailmsg.Header // the returned original's header; see OriginalField
 }
+
+// OriginalField returns the first field called name (any case) of the
+// returned original message or header block, unfolded and trimmed, with
+// encoded words left as they are; "" when the report returned no original
+// or it has no such field. It feeds the acct header_* columns.
+func (rep *Report) OriginalField(name string) string { return rep.orig.Get(name) }
 
 // Options tune ParseWith.
 type Options struct {
@@ -134,6 +142,7 @@ func ParseWith(r io.Reader, o Options) (*Report, error) {
 	}
 	if orig != nil {
 		h := orig.Header
+		rep.orig = h
 		rep.OriginalMessageID = mailmsg.MessageID(h.Get("Message-ID"))
 		rep.XJob = strings.TrimSpace(h.Get("X-Job"))
 		c.hmxmr = mailmsg.CleanAddress(h.Get("X-HmXmrOriginalRecipient"))

@@ -61,7 +61,15 @@ type Report struct {
 	TraceForged bool
 
 	Recipients []Recipient
+
+	orig mailmsg.Header // the returned message's header; see OriginalField
 }
+
+// OriginalField returns the first field called name (any case) of the
+// returned message or header block, unfolded and trimmed, with encoded
+// words left as they are; "" when the bounce returned none or it has no
+// such field. It feeds the acct header_* columns.
+func (rep *Report) OriginalField(name string) string { return rep.orig.Get(name) }
 
 // Recipient is one per-recipient result (RFC 3464 §2.3).
 type Recipient struct {
@@ -176,6 +184,7 @@ func ParseWith(r io.Reader, o Options) (*Report, error) {
 		}
 	}
 	if original != nil {
+		rep.orig = original.Header
 		rep.OriginalMessageID = mailmsg.MessageID(original.Header.Get("Message-ID"))
 	}
 	rep.Trace, rep.TraceForged = findref.Find(original, root, o.TraceHeader, o.Keys)

@@ -157,7 +157,7 @@ func (s *Service) complaint(ctx context.Context, msg []byte) (Result, error) {
 		Type: acct.TypeFeedback, Rcpt: rcpt, Orig: rep.OriginalMailFrom, JobID: job, VMTA: vmta,
 		FeedbackType: rep.FeedbackType, Format: rep.Format, UserAgent: rep.UserAgent,
 		ReportingMTA: rep.ReportingMTA, ReportedDomain: strings.Join(rep.ReportedDomain, ","),
-		RepSourceIP: rep.SourceIP, SrcType: "fbl",
+		RepSourceIP: rep.SourceIP, SrcType: "fbl", Headers: s.acctHeaders(rep.OriginalField),
 	}
 	if rep.Trace != nil {
 		rec.RcvSourceIP = rep.Trace.Source
@@ -222,6 +222,7 @@ func (s *Service) bounced(ctx context.Context, msg []byte) (Result, error) {
 	res.JobID = job
 	res.Outcome = OutcomeRecorded
 	var errs []error
+	hdrs := s.acctHeaders(rep.OriginalField)
 	for _, r := range rep.Recipients {
 		if r.Action != bounce.ActionFailed && r.Action != bounce.ActionDelayed && r.Action != "" {
 			continue // delivered, relayed, expanded: not a bounce
@@ -238,6 +239,7 @@ func (s *Service) bounced(ctx context.Context, msg []byte) (Result, error) {
 			Type: acct.TypeRemoteBounce, Rcpt: addr, ORcpt: r.Original, JobID: job, VMTA: vmta,
 			DSNAction: r.Action, DSNStatus: r.Status, DSNDiag: r.Diagnostic, DSNMta: r.RemoteMTA,
 			BounceCat: r.Category, Format: rep.Format, DSNReportingMTA: rep.ReportingMTA, SrcType: "bounce",
+			Headers: hdrs,
 		})
 		var e *suppress.Entry
 		switch {
