@@ -12,14 +12,16 @@ import (
 )
 
 // TestTwoNodeLimits runs two daemons that share one redis-server and
-// deliver to one site limited to max-msg-rate = "1200/m" and max-smtp-out =
-// 2: the sink must see 20 messages a second in total (±10%) and never more
-// than 2 connections (issue 5, point 5).
+// deliver to one site limited to max-msg-rate = "600/m" and max-smtp-out =
+// 2: the sink must see 10 messages a second in total (±10%) and never more
+// than 2 connections (issue 5, point 5). The rate is low enough that two
+// connections keep up with it even on a loaded CI machine under -race (at
+// 1200/m they sometimes could not, and the test measured the machine).
 func TestTwoNodeLimits(t *testing.T) {
 	t.Parallel()
 	const (
-		total    = 300
-		wantRate = 20.0 // 1200/m
+		total    = 160
+		wantRate = 10.0 // 600/m
 	)
 	redisAddr := testenv.StartRedis(t)
 	dns := startDNS(t)
@@ -31,7 +33,7 @@ retry-after = ["1s"]
 
 [domain."site.test"]
 max-smtp-out = 2
-max-msg-rate = "1200/m"
+max-msg-rate = "600/m"
 max-msg-per-connection = 20
 
 ` + redisTOML("redis://"+redisAddr+"/0", 2)
