@@ -14,8 +14,8 @@ import (
 // and the old config stays in force; a good one applies to the running
 // daemon, without a restart, through `sluice reload` and SIGHUP: a queue
 // that exists takes its new route, a new bounce rule classifies the next
-// bounce, a new SMTP user may authenticate, and a new admin token replaces
-// the old.
+// bounce, a new SMTP user may authenticate, a new admin token replaces
+// the old, and an injection session opened before the reload goes on.
 func TestAdminReload(t *testing.T) {
 	dns := startDNS(t)
 	sink := testenv.StartSink(t, "127.20.83.1:25", testenv.SinkOptions{
@@ -89,6 +89,13 @@ func TestAdminReload(t *testing.T) {
 		t.Errorf("d4.test reached the sink before its route changed (%d)", n)
 	}
 
+	// An injection session opened before the reload must survive it.
+	held := testenv.NewInjector(d.Addr())
+	defer held.Close()
+	if err := held.Send("s@sender.test", []string{"held1@d5.test"}, testenv.GenMessage(6, 300, "held1@d5.test")); err != nil {
+		t.Fatal(err)
+	}
+
 	// A good file through `sluice reload`: new route, bounce rule and token.
 	const token2 = "e2e-admin-token-second-0123"
 	good := strings.Replace(string(orig), closed, "127.20.83.1:25", 1)
@@ -101,6 +108,10 @@ func TestAdminReload(t *testing.T) {
 		t.Errorf("reload said %q", out)
 	}
 	d.WaitAcct(t, testenv.All(testenv.OfType("d"), testenv.ForRcpt("a@d4.test")), 1, 15*time.Second)
+	if err := held.Send("s@sender.test", []string{"held2@d5.test"}, testenv.GenMessage(7, 300, "held2@d5.test")); err != nil {
+		t.Errorf("the session opened before the reload: %v", err)
+	}
+	d.WaitAcct(t, testenv.All(testenv.OfType("d"), testenv.ForRcpt("held2@d5.test")), 1, 15*time.Second)
 	if err := testenv.Inject(t, d.Addr(), "s@sender.test", []string{"blocked3@d5.test"}, testenv.GenMessage(4, 300, "blocked3@d5.test")); err != nil {
 		t.Fatal(err)
 	}
