@@ -125,3 +125,58 @@ func injectMust(t *testing.T, err error, what string) {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
+
+// TestInjectCLIInterrupted stops a paced `sluice inject` with SIGINT, as an
+// operator's Ctrl-C would, then runs it again with the same checkpoint:
+// the second run sends only the rows the first did not get accepted, and
+// every row arrives exactly once.
+func TestInjectCLIInterrupted(t *testing.T) {
+	d := startInjectDaemon(t, 92)
+	dir := t.TempDir()
+	tmpl := filepath.Join(dir, "msg.eml")
+	injectMust(t, os.WriteFile(tmpl, []byte("From: Shop <shop@shop.test>\nTo: <{{.email}}>\nSubject: Row {{.n}}\n\nHello.\n"), 0o600), "template")
+	var csv strings.Builder
+	csv.WriteString("email,n\n")
+	const rows = 60
+	for i := range rows {
+		csv.WriteString(fmt.Sprintf("r%02d@inj.test,%d\n", i, i))
+	}
+	list := filepath.Join(dir, "list.csv")
+	injectMust(t, os.WriteFile(list, []byte(csv.String()), 0o600), "csv")
+	args := []string{"inject", "--server", d.Addr(), "--template", tmpl, "--recipients", list, "--job", "int-job",
+		"--sessions", "2", "--checkpoint", filepath.Join(dir, "list.checkpoint")}
+
+	// 20 rows a second: the interrupt lands in the middle of the list.
+	cmd := exec.Command(testenv.BuildSluice(t), append(args, "--rate", "20/s")...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	injectMust(t, cmd.Start(), "start")
+	d.sink.WaitCount(t, 10, 30*time.Second)
+	injectMust(t, cmd.Process.Signal(os.Interrupt), "SIGINT")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("interrupted run: %v\n%s", err, out.String())
+	}
+	var first int
+	if _, err := fmt.Sscanf(out.String()[strings.Index(out.String(), "accepted "):], "accepted %d,", &first); err != nil ||
+		first <= 0 || first >= rows || !strings.Contains(out.String(), "interrupted") {
+		t.Fatalf("interrupted run did not stop part way (%v):\n%s", err, out.String())
+	}
+
+	t.Logf("interrupted after %d of %d rows", first, rows)
+	second, code := runInjectCLI(t, args[1:]...)
+	if code != 0 || !strings.Contains(second, fmt.Sprintf("accepted %d,", rows-first)) ||
+		!strings.Contains(second, fmt.Sprintf("already accepted earlier %d", first)) {
+		t.Fatalf("resumed run after %d rows: exit %d\n%s", first, code, second)
+	}
+	d.sink.WaitCount(t, rows, 30*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	got := map[string]int{}
+	for _, m := range d.sink.Messages() {
+		got[m.Rcpts[0]]++
+	}
+	for i := range rows {
+		if r := fmt.Sprintf("r%02d@inj.test", i); got[r] != 1 {
+			t.Errorf("%s arrived %d times", r, got[r])
+		}
+	}
+}
