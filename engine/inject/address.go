@@ -2,9 +2,10 @@ package inject
 
 import (
 	"errors"
-	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sluice-mta/sluice/engine/mailaddr"
 )
 
 // CheckAddress validates a mailbox given as a bare addr-spec, the way the
@@ -38,31 +39,7 @@ func CheckAddress(addr string) error {
 	if strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {
 		return errors.New("invalid local part") // RFC 5322 §3.4.1 dot-atom
 	}
-	return checkDomain(domain)
-}
-
-func checkDomain(d string) error {
-	if strings.HasPrefix(d, "[") && strings.HasSuffix(d, "]") {
-		lit := strings.TrimPrefix(d[1:len(d)-1], "IPv6:")
-		if _, err := netip.ParseAddr(lit); err != nil {
-			return errors.New("invalid address literal")
-		}
-		return nil
-	}
-	if len(d) > 253 {
-		return errors.New("domain too long")
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return errors.New("invalid domain")
-		}
-		for _, r := range label {
-			if !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r >= 0x80) {
-				return errors.New("invalid domain")
-			}
-		}
-	}
-	return nil
+	return mailaddr.CheckDomain(domain)
 }
 
 // isASCII reports whether s has only 7-bit characters.

@@ -2,9 +2,10 @@ package listener
 
 import (
 	"errors"
-	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sluice-mta/sluice/engine/mailaddr"
 )
 
 // checkAddress validates a mailbox as go-smtp hands it over (brackets
@@ -41,35 +42,5 @@ func checkAddress(addr string, isSender bool) error {
 	if strings.ContainsAny(local, " <>") && !strings.HasPrefix(local, `"`) {
 		return errors.New("invalid local part")
 	}
-	return checkDomain(domain)
-}
-
-// checkDomain accepts a host name (RFC 5321 §4.1.2 Domain, with UTF-8
-// labels allowed for SMTPUTF8) or an address literal [1.2.3.4] / [IPv6:...].
-func checkDomain(d string) error {
-	if strings.HasPrefix(d, "[") && strings.HasSuffix(d, "]") {
-		lit := strings.TrimPrefix(d[1:len(d)-1], "IPv6:")
-		if _, err := netip.ParseAddr(lit); err != nil {
-			return errors.New("invalid address literal")
-		}
-		return nil
-	}
-	if len(d) > 253 {
-		return errors.New("domain too long")
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" || len(label) > 63 {
-			return errors.New("invalid domain")
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return errors.New("invalid domain")
-		}
-		for _, r := range label {
-			ok := r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r >= 0x80
-			if !ok {
-				return errors.New("invalid domain")
-			}
-		}
-	}
-	return nil
+	return mailaddr.CheckDomain(domain)
 }
