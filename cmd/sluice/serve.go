@@ -66,6 +66,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync()
+	setProcs(log) // procs.go: spare Ps for the time fsyncs hold theirs
 
 	// The admin API listens first, so a taken port stops the start before
 	// anything else runs; components mount their routes on adm as they are
