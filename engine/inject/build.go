@@ -57,15 +57,13 @@ func (t *Template) Render(data map[string]any, r *Recipient, meta Meta, bufs *Bu
 	// The bodies first, so that the message is allocated once.
 	var parts []textPart
 	if t.text != nil {
-		bufs.text.Reset()
-		if err := t.text.Execute(capped{&bufs.text, t.max}, data); err != nil {
+		if err := t.text.execute(&bufs.text, t.max, data); err != nil {
 			return Rendered{}, err
 		}
 		parts = append(parts, newTextPart("text/plain", bufs.text.Bytes()))
 	}
 	if t.html != nil {
-		bufs.html.Reset()
-		if err := t.html.Execute(capped{&bufs.html, t.max}, data); err != nil {
+		if err := t.html.execute(&bufs.html, t.max, data); err != nil {
 			return Rendered{}, err
 		}
 		parts = append(parts, newTextPart("text/html", bufs.html.Bytes()))
@@ -387,8 +385,7 @@ func maxLineLen(b []byte) int {
 // the trace field, Date, Message-ID, To and MIME-Version when missing.
 func (t *Template) renderRaw(data map[string]any, r *Recipient, meta Meta, bufs *Buffers) (Rendered, error) {
 	buf := &bufs.text
-	buf.Reset()
-	if err := t.raw.Execute(capped{buf, t.max}, data); err != nil {
+	if err := t.raw.execute(buf, t.max, data); err != nil {
 		return Rendered{}, err
 	}
 	msg := crlf(buf.Bytes())

@@ -14,22 +14,22 @@ import (
 // Template is a compiled Content. It is safe for concurrent use: one
 // request renders its recipients in parallel.
 type Template struct {
-	raw *ttemplate.Template // the whole message, when Content.Raw is set
+	raw *tmpl // the whole message, when Content.Raw is set
 
-	from, replyTo, to, subject *ttemplate.Template
-	text                       *ttemplate.Template
-	html                       *htemplate.Template // contextual escaping of values
-	headers                    []headerTemplate    // sorted by name
-	attachParts                [][]byte            // encoded once per request
-	attachData                 int                 // bytes of the attachments, for sizing
-	size                       int                 // of the templates and attachments: about a message
-	max                        int                 // bytes a rendered part may take [MaxMessage]
-	fromFixed                  string              // From, formatted, when it has no template fields
+	from, replyTo, to, subject *tmpl
+	text                       *tmpl
+	html                       *tmpl            // html/template: contextual escaping of values
+	headers                    []headerTemplate // sorted by name
+	attachParts                [][]byte         // encoded once per request
+	attachData                 int              // bytes of the attachments, for sizing
+	size                       int              // of the templates and attachments: about a message
+	max                        int              // bytes a rendered part may take [MaxMessage]
+	fromFixed                  string           // From, formatted, when it has no template fields
 }
 
 type headerTemplate struct {
 	name string
-	t    *ttemplate.Template
+	t    *tmpl
 }
 
 // parseErrLine finds "template: NAME:LINE:" in a text/template or
@@ -51,7 +51,7 @@ func templateError(field string, err error) *RequestError {
 	return e
 }
 
-func parseText(field, src string) (*ttemplate.Template, *RequestError) {
+func parseText(field, src string) (*tmpl, *RequestError) {
 	if src == "" {
 		return nil, nil
 	}
@@ -66,7 +66,7 @@ func parseText(field, src string) (*ttemplate.Template, *RequestError) {
 	if err != nil {
 		return nil, templateError(field, err)
 	}
-	return t, nil
+	return newTextTmpl(t), nil
 }
 
 // Compile parses every template of c, or returns the first error naming
@@ -80,7 +80,7 @@ func Compile(c *Content) (*Template, *RequestError) {
 		return &t, e
 	}
 	fields := []struct {
-		dst  **ttemplate.Template
+		dst  **tmpl
 		name string
 		src  string
 	}{
@@ -110,7 +110,7 @@ func Compile(c *Content) (*Template, *RequestError) {
 		if err != nil {
 			return nil, templateError("content.html_body", err)
 		}
-		t.html = h
+		t.html = newHTMLTmpl(h, t.max)
 	}
 	names := make([]string, 0, len(c.Headers))
 	for k := range c.Headers {
@@ -157,12 +157,11 @@ func Data(global map[string]any, r *Recipient) map[string]any {
 }
 
 // execText renders t into a string; a nil template renders "".
-func execText(t *ttemplate.Template, data any, buf *bytes.Buffer) (string, error) {
+func execText(t *tmpl, data map[string]any, buf *bytes.Buffer) (string, error) {
 	if t == nil {
 		return "", nil
 	}
-	buf.Reset()
-	if err := t.Execute(capped{buf, MaxMessage}, data); err != nil {
+	if err := t.execute(buf, MaxMessage, data); err != nil {
 		return "", err
 	}
 	return buf.String(), nil
