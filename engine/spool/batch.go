@@ -130,10 +130,11 @@ func (s *Store) commitGroup(ms []*Message, bodies [][]byte) error {
 	b := s.db.NewBatchWithSize(n)
 	defer b.Close()
 	var err error
+	var scratch []byte // packBody's, reused message after message
 	for i := 0; err == nil && i < len(ms); i++ {
 		m := ms[i]
 		bk, ek := bodyKey(m.ID), envKey(m.ID)
-		err = b.Set(bk, s.sealValue(bk, bodies[i]), nil)
+		err = b.Set(bk, s.sealValue(bk, packBody(bodies[i], &scratch)), nil)
 		if err == nil {
 			err = b.Set(ek, s.sealValue(ek, encodeEnvelope(&m.Env, len(m.Rcpts))), nil)
 		}

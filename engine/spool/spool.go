@@ -5,6 +5,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -209,9 +210,12 @@ func options(log *zap.Logger) *pebble.Options {
 		MemTableStopWritesThreshold: 4,
 		// Every commit is synced already; these only smooth out writeback
 		// of large bodies and of sstables.
-		WALBytesPerSync:       1 << 20,
-		BytesPerSync:          1 << 20,
-		L0CompactionThreshold: 4,
+		WALBytesPerSync: 1 << 20,
+		BytesPerSync:    1 << 20,
+		// L0 is compacted after 8 flushes rather than 4: the spool reads
+		// little (a body per delivery), and mail that is delivered in the
+		// meantime is dropped by the compaction instead of rewritten.
+		L0CompactionThreshold: 8,
 		L0StopWritesThreshold: 24,
 		LBaseMaxBytes:         256 << 20,
 		Logger:                pebbleLogger{log.Named("pebble").Sugar()},
@@ -223,6 +227,21 @@ func options(log *zap.Logger) *pebble.Options {
 			WriteStallBegin: func(i pebble.WriteStallBeginInfo) { log.Warn("spool write stall", zap.String("reason", i.Reason)) },
 			WriteStallEnd:   func() { log.Info("spool write stall over") },
 		},
+	}
+	// Bodies go to blob files when a memtable is flushed (value
+	// separation); compactions then move keys and references, not the
+	// bodies, which they would otherwise rewrite at each level while mail
+	// waits in the spool. Envelopes and recipient records stay inline.
+	// HTTP injection of 10 KB messages: 86 → 68 CPU µs per recipient
+	// (engine/inject BenchmarkInjectHTTP).
+	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           1024,
+			MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    0.2,
+		}
 	}
 	return o
 }
@@ -363,7 +382,8 @@ func (s *Store) Put(ctx context.Context, m *Message, body []byte) error {
 	// Batch.Set copies key and value into the batch and fails only on
 	// a closed or read-only batch; the commit reports the rest.
 	bk, ek := bodyKey(m.ID), envKey(m.ID)
-	err := b.Set(bk, s.sealValue(bk, body), nil)
+	var scratch []byte
+	err := b.Set(bk, s.sealValue(bk, packBody(body, &scratch)), nil)
 	if err == nil {
 		err = b.Set(ek, s.sealValue(ek, encodeEnvelope(&m.Env, len(m.Rcpts))), nil)
 	}
@@ -402,8 +422,13 @@ func (s *Store) Body(id string) ([]byte, error) {
 	var out []byte
 	if s.cipher != nil && sealed(v) {
 		out, err = s.cipher.open(bk, v) // a new slice: v is only valid until closer.Close
+		if err == nil {
+			out, err = unpackBody(out)
+		}
 	} else if s.cipher == nil && sealed(v) {
 		err = ErrEncrypted
+	} else if bytes.HasPrefix(v, []byte(packMagic)) {
+		out, err = unpackBody(v) // a new slice
 	} else {
 		out = make([]byte, len(v))
 		copy(out, v)
