@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-mta/sluice/bench/text"
 )
 
 // Options configure a run.
@@ -337,17 +339,18 @@ func (r *run) send(cl *client, rng *rand.Rand, i int) error {
 
 const lineLen = 78 // 76 characters and CRLF
 
-// filler returns body lines totalling at least n bytes.
+// filler returns body lines of exactly lineLen bytes totalling at least n
+// bytes: prose (bench/text), which compresses as real mail text does.
 func filler(n int) []byte {
 	lines := n/lineLen + 1
+	words := strings.ReplaceAll(text.Prose(rand.New(rand.NewPCG(7, 7)), lines*lineLen), "\r\n", " ")
 	b := make([]byte, 0, lines*lineLen)
 	for i := range lines {
-		l := fmt.Sprintf("%06d ", i)
-		b = append(b, l...)
-		for len(l) < lineLen-2 {
-			b = append(b, 'a'+byte(len(l)%26))
-			l += "x"
+		l := []byte(words[i*(lineLen-2) : (i+1)*(lineLen-2)])
+		if l[0] == '.' {
+			l[0] = ' ' // no dot-stuffing needed (RFC 5321 §4.5.2)
 		}
+		b = append(b, l...)
 		b = append(b, '\r', '\n')
 	}
 	return b

@@ -2,11 +2,12 @@ package scenario
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/bench/gen"
+	"github.com/sluice-mta/sluice/bench/text"
 	"github.com/sluice-mta/sluice/engine/dkim"
 )
 
@@ -37,7 +39,7 @@ func (e *env) signFor() time.Duration {
 // goroutines signing the same kind of message), measured in the same run
 // before and after, the higher kept. The issue asks ≥ 0.8.
 func (e *env) dkimRelay(ctx context.Context, res *Result) error {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, err := rsa.GenerateKey(crand.Reader, 2048)
 	if err != nil {
 		return err
 	}
@@ -110,10 +112,7 @@ func (e *env) signCorpus() ([][]byte, error) {
 		fmt.Fprintf(&b, "From: <bench@%s>\r\nTo: <r%d@d00.bench.test>\r\nSubject: bench %d\r\nMessage-ID: <%d@bench>\r\nDate: %s\r\n",
 			benchFrom, i, i, i, time.Now().Format(time.RFC1123Z))
 		b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
-		line := strings.Repeat("x", 76) + "\r\n"
-		for b.Len() < size {
-			b.WriteString(line)
-		}
+		b.WriteString(text.Prose(rand.New(rand.NewPCG(uint64(i), 7)), size-b.Len()))
 		out = append(out, []byte(b.String()))
 	}
 	return out, nil

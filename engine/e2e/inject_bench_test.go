@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-mta/sluice/bench/text"
 	"github.com/sluice-mta/sluice/engine/dns/dnstest"
 	"github.com/sluice-mta/sluice/engine/testenv"
 )
@@ -25,12 +27,21 @@ import (
 // record types (no r).
 //
 //	go test -run '^$' -bench InjectHTTP -benchtime 1x ./engine/e2e/
+//
+// With SLUICE_BENCH_PROFILE=FILE the daemon's CPU profile of the HTTP
+// phase is saved to FILE (go tool pprof FILE).
 func BenchmarkInjectHTTP(b *testing.B) {
 	dns := dnstest.Start(b)
 	dns.SetMX("bench.test", dnstest.MX{Pref: 10, Host: "mx.bench.test"})
 	dns.SetA("mx.bench.test", "127.20.92.1")
 	testenv.StartSink(b, "127.20.92.1:25", testenv.SinkOptions{Delay: time.Hour})
 	api := testenv.FreeAddr(b, "127.20.92.253")
+	profile := os.Getenv("SLUICE_BENCH_PROFILE")
+	var opts []testenv.Option
+	pprofAddr := testenv.FreeAddr(b, "127.20.92.252")
+	if profile != "" {
+		opts = append(opts, testenv.WithArgs("--pprof", pprofAddr))
+	}
 	d := testenv.StartDaemon(b, testenv.Config{
 		Listen:      testenv.FreeAddr(b, "127.20.92.254"),
 		DNS:         []string{dns.Addr()},
@@ -38,7 +49,7 @@ func BenchmarkInjectHTTP(b *testing.B) {
 		AcctRecords: []string{"d", "b", "t"},
 		Domains:     map[string]testenv.Domain{"*": {MaxSMTPOut: 1, RetryAfter: []string{"1h"}}},
 		Extra:       fmt.Sprintf("\n[admin]\nlisten = %q\ntoken = %q\n", api, injectAdminToken),
-	}.TOML())
+	}.TOML(), opts...)
 	testenv.WaitListening(b, api, 10*time.Second)
 
 	const perRequest, requests = 10000, 4
@@ -49,6 +60,11 @@ func BenchmarkInjectHTTP(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		// HTTP: 4 requests of 10,000, two at a time.
+		var profDone chan struct{}
+		if profile != "" {
+			profDone = make(chan struct{})
+			go func() { defer close(profDone); saveProfile(b, pprofAddr, profile) }()
+		}
 		cpu0 := procCPU(b, d.Pid())
 		t0 := time.Now()
 		var wg sync.WaitGroup
@@ -78,6 +94,9 @@ func BenchmarkInjectHTTP(b *testing.B) {
 		wg.Wait()
 		httpRate := float64(accepted.Load()) / time.Since(t0).Seconds()
 		httpCPU := (procCPU(b, d.Pid()) - cpu0).Seconds() * 1e6 / float64(max(accepted.Load(), 1))
+		if profDone != nil {
+			<-profDone
+		}
 
 		// SMTP: 10,000 messages of 10 KB from 16 sessions.
 		const msgs, sessions = 10000, 16
@@ -116,14 +135,13 @@ func BenchmarkInjectHTTP(b *testing.B) {
 }
 
 // benchInjectRequest is a request of n recipients with a 10 KB template
-// (about 5 KB of text and 5 KB of HTML).
+// (bench/text.Template: about 4 KB of text and 6 KB of HTML).
 func benchInjectRequest(r, n int) string {
-	para := strings.Repeat("Our spring collection is here, with new arrivals every week. ", 8) + "\n"
+	textBody, htmlBody := text.Template()
 	req := map[string]any{
 		"envelope_sender": "bounces@shop.test", "job": "bench",
 		"content": map[string]any{"from": "Shop <shop@shop.test>", "subject": "Hello {{.name}}",
-			"text_body": "Hello {{.name}},\n\n" + strings.Repeat(para, 10) + "Your code: {{.code}}\n",
-			"html_body": "<html><body><p>Hello {{.name}},</p>\n" + strings.Repeat("<p>"+para+"</p>", 10) + "<p>Your code: <b>{{.code}}</b></p></body></html>\n"},
+			"text_body": textBody, "html_body": htmlBody},
 	}
 	rcpts := make([]map[string]any, n)
 	for i := range n {
@@ -148,4 +166,24 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	ut, _ := strconv.Atoi(f[11])
 	st, _ := strconv.Atoi(f[12])
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// saveProfile saves a 2-second CPU profile of the daemon serving pprof on
+// addr to file.
+func saveProfile(tb testing.TB, addr, file string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=2")
+	if err != nil {
+		tb.Errorf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	out, err := os.Create(file)
+	if err != nil {
+		tb.Errorf("profile: %v", err)
+		return
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		tb.Errorf("profile: %v", err)
+	}
 }

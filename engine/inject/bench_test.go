@@ -7,18 +7,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-mta/sluice/bench/text"
 )
 
-// benchRequest is a 10 KB template (text and HTML, about 5 KB each, a few
+// benchRequest is a 10 KB template (text and HTML, bench/text.Template, a few
 // fields per part) with n recipients, each with its own values.
 func benchRequest(n int) []byte {
-	para := strings.Repeat("Our spring collection is here, with new arrivals every week. ", 8) + "\n"
-	text := "Hello {{.name}},\n\n" + strings.Repeat(para, 10) + "Your code: {{.code}}\n{{.brand}}\n"
-	html := "<html><body><p>Hello {{.name}},</p>\n" + strings.Repeat("<p>"+para+"</p>", 10) +
-		"<p>Your code: <b>{{.code}}</b></p><p>{{.brand}}</p></body></html>\n"
+	textBody, htmlBody := text.Template()
+	textBody += "{{.brand}}\r\n"
 	req := Request{
 		EnvelopeSender: "bounces@shop.test", Job: "bench",
-		Content:       Content{From: "Shop <shop@shop.test>", Subject: "Hello {{.name}}", TextBody: text, HTMLBody: html},
+		Content:       Content{From: "Shop <shop@shop.test>", Subject: "Hello {{.name}}", TextBody: textBody, HTMLBody: htmlBody},
 		Substitutions: map[string]any{"brand": "Shop"},
 	}
 	for i := range n {
