@@ -177,8 +177,10 @@ max-msg-rate = "6000/m"
 	rds.kill()
 	killed := time.Since(start)
 	time.Sleep(2 * time.Second)
-	rds.start()
+	// Taken before start returns: the daemon may reconnect while start
+	// still waits for Redis to answer.
 	restarted := time.Now()
+	rds.start()
 	time.Sleep(3 * time.Second)
 	close(stop)
 	wg.Wait()
