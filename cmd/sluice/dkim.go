@@ -11,9 +11,9 @@ import (
 	"github.com/sluice-mta/sluice/engine/submit"
 )
 
-// newDKIM returns the signing transform for the configured [[dkim-key]]s,
-// or nil when there are none. Load has already read and checked the keys.
-func newDKIM(cfg *config.Config, log *zap.Logger) (submit.Transform, error) {
+// newDKIM returns the signer of the configured [[dkim-key]]s, or nil when
+// there are none. Load has already read and checked the keys.
+func newDKIM(cfg *config.Config, log *zap.Logger) (*dkim.Signer, error) {
 	if len(cfg.DKIMKeys) == 0 {
 		return nil, nil
 	}
@@ -44,9 +44,19 @@ func keyType(k config.DKIMKey) string {
 // signLast puts the DKIM transform after every other one: the signature
 // must cover the headers they add (List-Unsubscribe, Feedback-ID, the
 // trace header), and nothing may change the message after it.
-func signLast(ts []submit.Transform, sign submit.Transform) []submit.Transform {
+func signLast(ts []submit.Transform, sign *dkim.Signer) []submit.Transform {
 	if sign == nil {
 		return ts
 	}
 	return append(ts[:len(ts):len(ts)], sign)
+}
+
+// signDSN returns the function that signs the failure reports the
+// scheduler writes (From: MAILER-DAEMON@hostname: signed with the
+// hostname's keys, or the default domain's), or nil without keys.
+func signDSN(sign *dkim.Signer) func([]byte) ([]byte, error) {
+	if sign == nil {
+		return nil
+	}
+	return sign.Sign
 }

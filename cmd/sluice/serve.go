@@ -181,8 +181,9 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		Store:       sp,
 		Resolver:    res,
 		Acct:        aw,
-		Decorate:    fb.Decorate, // the per-recipient trace header
-		Classifier:  live,        // the built-in rules and [[bounce-rule]], reloadable
+		Decorate:    fb.Decorate,   // the per-recipient trace header
+		SignDSN:     signDSN(sign), // dkim.go
+		Classifier:  live,          // the built-in rules and [[bounce-rule]], reloadable
 		Log:         log.Named("queue"),
 	})
 	fb.SetQueue(sch) // hold jobs, cancel mail to suppressed addresses

@@ -159,3 +159,56 @@ func TestDKIMBadKeyStopsStart(t *testing.T) {
 		t.Fatalf("check-config: %v\n%s", err, out)
 	}
 }
+
+// TestDKIMSignedDSN: with [dkim] default-domain, the failure report the
+// daemon writes for a refused recipient (From: MAILER-DAEMON@hostname) is
+// signed too, and both signatures verify with go-msgauth and dkimpy.
+func TestDKIMSignedDSN(t *testing.T) {
+	t.Parallel()
+	dkimtest.Python(t)
+	keys, recs := dkimKeys(t)
+	dns := startDNS(t)
+	sink := testenv.StartSink(t, "127.20.77.1:25", testenv.SinkOptions{
+		RcptReply: func(rcpt string, _ int) (int, string, string) {
+			if strings.HasSuffix(rcpt, "@hard.test") {
+				return 550, "5.1.1", "no such user"
+			}
+			return 0, "", ""
+		},
+	})
+	mxTo(dns, "hard.test", "127.20.77.1")
+	mxTo(dns, "back.test", "127.20.77.1")
+	d := testenv.StartDaemon(t, testenv.Config{
+		Listen:  listenAddr(t, "127.20.77.254"),
+		DNS:     []string{dns.Addr()},
+		Sources: []testenv.Source{{CIDR: "127.0.0.0/8", Relay: true, BounceDSN: true}},
+		Extra:   keys + "[dkim]\ndefault-domain = \"testenv.sluice\"\n",
+	}.TOML())
+
+	in := testenv.NewInjector(d.Addr())
+	defer in.Close()
+	if err := in.Send("sender@back.test", []string{"gone@hard.test"}, testenv.GenMessage(1, 1000, "gone@hard.test")); err != nil {
+		t.Fatal(err)
+	}
+	sink.WaitCount(t, 1, 30*time.Second)
+	dsn := sink.Messages()[0]
+	if !slices.Equal(dsn.Rcpts, []string{"sender@back.test"}) || !bytes.Contains(dsn.Data, []byte("MAILER-DAEMON@")) {
+		t.Fatalf("not the failure report: to %v\n%s", dsn.Rcpts, dsn.Data)
+	}
+	if got := len(dkimSigs(dsn.Data)); got != 2 {
+		t.Fatalf("the report carries %d DKIM-Signature fields, want 2:\n%s", got, dsn.Data)
+	}
+	res, err := dkimtest.VerifyGo(dsn.Data, recs)
+	if err != nil || len(res) != 2 || !res[0].OK || !res[1].OK {
+		t.Fatalf("go-msgauth on the report: %+v %v", res, err)
+	}
+	py, err := dkimtest.VerifyPython(t, [][]byte{dsn.Data}, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range py[0] {
+		if !r.OK || r.Domain != "testenv.sluice" {
+			t.Errorf("dkimpy on the report: %+v", r)
+		}
+	}
+}

@@ -427,6 +427,13 @@ func (s *Scheduler) sendDSN(msg *message, failed []failure, body []byte, now tim
 		s.log.Error("dsn build failed", zap.String("msg_id", msg.id), zap.Error(err))
 		return
 	}
+	if s.opts.SignDSN != nil {
+		if signed, err := s.opts.SignDSN(raw); err == nil {
+			raw = signed
+		} else {
+			s.log.Warn("dsn not signed", zap.String("msg_id", msg.id), zap.Error(err))
+		}
+	}
 	m := &spool.Message{ID: id, Env: spool.Envelope{Received: now, Size: int64(len(raw)), SourceIP: "127.0.0.1"},
 		Rcpts: []spool.Rcpt{{Addr: msg.env.From, Notify: "NEVER"}}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

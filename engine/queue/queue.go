@@ -85,6 +85,11 @@ type Options struct {
 	// prepend to the message for one transaction, e.g. the per-recipient
 	// trace header of package fbl. The spool's copy is not changed.
 	Decorate func(t Transaction) []byte
+	// SignDSN, when set, signs each delivery status notification the
+	// scheduler writes before it is spooled (DKIM: the reports come from
+	// MAILER-DAEMON@Hostname, and receivers judge them like any mail). A
+	// failure leaves the report unsigned rather than lost.
+	SignDSN func(body []byte) ([]byte, error)
 }
 
 // Scheduler owns the queues, the retry timers and the delivery goroutines.
