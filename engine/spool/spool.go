@@ -14,6 +14,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -118,7 +119,9 @@ type Store struct {
 
 	cipher  *Cipher // nil: records are stored in clear (crypt.go)
 	dir     string
-	minFree int64 // space.go; negative: no check
+	minFree int64                                 // space.go; negative: no check
+	space   spaceCache                            // space.go
+	statfs  func(string, *syscall.Statfs_t) error // syscall.Statfs; tests replace it
 }
 
 type shard struct {
@@ -189,7 +192,7 @@ func OpenWith(dir string, log *zap.Logger, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, log: log, seed: maphash.MakeSeed(), cipher: o.Cipher, dir: dir, minFree: o.MinFreeBytes}
+	s := &Store{db: db, log: log, seed: maphash.MakeSeed(), cipher: o.Cipher, dir: dir, minFree: o.MinFreeBytes, statfs: syscall.Statfs}
 	if s.minFree == 0 {
 		s.minFree = DefaultMinFree
 	}
