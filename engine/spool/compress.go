@@ -23,6 +23,10 @@ const packMagic = "\x00SZ"
 // minPack is the smallest body worth compressing.
 const minPack = 1024
 
+// maxUnpacked bounds the size a compressed body may claim: far above any
+// message the listener or the HTTP API accepts.
+const maxUnpacked = 1 << 30
+
 // packBody returns the stored form of body. The result may be body
 // itself, or *scratch's memory, reused at the next call with the same
 // scratch: the caller copies it (pebble's Batch.Set does) before then.
@@ -53,7 +57,16 @@ func unpackBody(v []byte) ([]byte, error) {
 	if !bytes.HasPrefix(v, []byte(packMagic)) {
 		return v, nil
 	}
-	out, err := snappy.Decode(nil, v[len(packMagic):])
+	// The length is checked before Decode allocates it: a damaged header
+	// must be an error, not a multi-gigabyte allocation.
+	n, err := snappy.DecodedLen(v[len(packMagic):])
+	if err == nil && n > maxUnpacked {
+		err = fmt.Errorf("claims %d bytes", n)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadPack, err)
+	}
+	out, err := snappy.Decode(make([]byte, n), v[len(packMagic):])
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadPack, err)
 	}
