@@ -217,12 +217,19 @@ func (a *API) resume(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Noted before the queues resume: their first deliveries come after it
+	// in the queues' event lists.
+	for p := range a.Scheduler.Paused() {
+		if p == req.Pattern || queue.MatchPattern(req.Pattern, p) {
+			a.note(req.Pattern, "resume", "resumed by the operator")
+			break
+		}
+	}
 	n := a.Scheduler.Resume(req.Pattern)
 	if n == 0 {
 		Errorf(w, http.StatusNotFound, "no pause matches %q", req.Pattern)
 		return
 	}
-	a.note(req.Pattern, "resume", "resumed by the operator")
 	JSON(w, http.StatusOK, map[string]any{"pattern": req.Pattern, "resumed": n})
 }
 
