@@ -130,11 +130,12 @@ func (s *Store) commitGroup(ms []*Message, bodies [][]byte) error {
 	b := s.db.NewBatchWithSize(n)
 	defer b.Close()
 	var err error
-	var scratch []byte // packBody's, reused message after message
+	scratch := getScratch() // packBody's, reused message after message
+	defer putScratch(scratch)
 	for i := 0; err == nil && i < len(ms); i++ {
 		m := ms[i]
 		bk, ek := bodyKey(m.ID), envKey(m.ID)
-		err = b.Set(bk, s.sealValue(bk, packBody(bodies[i], &scratch)), nil)
+		err = b.Set(bk, s.sealValue(bk, packBody(bodies[i], scratch)), nil)
 		if err == nil {
 			err = b.Set(ek, s.sealValue(ek, encodeEnvelope(&m.Env, len(m.Rcpts))), nil)
 		}

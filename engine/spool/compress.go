@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/golang/snappy"
 )
@@ -45,6 +46,20 @@ func packBody(body []byte, scratch *[]byte) []byte {
 		return out[:n]
 	}
 	return body
+}
+
+// scratchPool holds packBody's scratch buffers between Puts; buffers of
+// large bodies are not kept.
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledScratch = 256 << 10
+
+func getScratch() *[]byte { return scratchPool.Get().(*[]byte) }
+
+func putScratch(b *[]byte) {
+	if cap(*b) <= maxPooledScratch {
+		scratchPool.Put(b)
+	}
 }
 
 // errBadPack reports a compressed body that does not decode: damage on

@@ -385,8 +385,9 @@ func (s *Store) Put(ctx context.Context, m *Message, body []byte) error {
 	// Batch.Set copies key and value into the batch and fails only on
 	// a closed or read-only batch; the commit reports the rest.
 	bk, ek := bodyKey(m.ID), envKey(m.ID)
-	var scratch []byte
-	err := b.Set(bk, s.sealValue(bk, packBody(body, &scratch)), nil)
+	scratch := getScratch() // Set copies the value before it is reused
+	defer putScratch(scratch)
+	err := b.Set(bk, s.sealValue(bk, packBody(body, scratch)), nil)
 	if err == nil {
 		err = b.Set(ek, s.sealValue(ek, encodeEnvelope(&m.Env, len(m.Rcpts))), nil)
 	}
