@@ -12,6 +12,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"github.com/sluice-mta/sluice/engine/crlf"
 )
 
 // ErrNullSender is returned by DSN.Bytes when the message had the null
@@ -356,24 +358,12 @@ func writeWrapped(b *bytes.Buffer, s, indent string) {
 	b.WriteString("\r\n")
 }
 
-// toCRLF returns b with every line ending (LF, CR or CRLF) as CRLF.
+// toCRLF returns b with every line ending (LF, CR or CRLF) as CRLF, ending
+// in CRLF; b itself is never changed.
 func toCRLF(b []byte) []byte {
-	out := make([]byte, 0, len(b)+len(b)/32)
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '\r':
-			out = append(out, '\r', '\n')
-			if i+1 < len(b) && b[i+1] == '\n' {
-				i++
-			}
-		case '\n':
-			out = append(out, '\r', '\n')
-		default:
-			out = append(out, c)
-		}
-	}
+	out := crlf.Normalize(b)
 	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
-		out = append(out, '\r', '\n')
+		out = append(out[:len(out):len(out)], '\r', '\n') // a copy when out is b
 	}
 	return out
 }

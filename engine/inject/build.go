@@ -12,6 +12,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/sluice-mta/sluice/engine/crlf"
 )
 
 // maxLine is RFC 5321 §4.5.3.1.6 (and RFC 5322 §2.1.1): 998 octets before CRLF.
@@ -169,7 +171,7 @@ type textPart struct {
 // lines within RFC 5322 §2.1.1's 998, quoted-printable otherwise (RFC 2045
 // §6.7). The part may share b's memory.
 func newTextPart(ctype string, b []byte) textPart {
-	b = crlf(b)
+	b = crlf.Normalize(b)
 	if isASCIIBytes(b) && maxLineLen(b) <= maxLine {
 		return textPart{ctype: ctype + "; charset=utf-8", cte: "7bit", body: b}
 	}
@@ -317,40 +319,6 @@ func writeField(b *bytes.Buffer, name, value string) {
 	b.WriteString("\r\n")
 }
 
-// crlf converts the line ends of b (LF, CRLF or lone CR) to CRLF. Text
-// that has only CRLF already (templates are converted when compiled) is
-// returned as it is.
-func crlf(b []byte) []byte {
-	lf := bytes.Count(b, []byte("\n"))
-	crlfs := 0
-	for rest := b; ; {
-		i := bytes.IndexByte(rest, '\r')
-		if i < 0 || i+1 == len(rest) || rest[i+1] != '\n' {
-			if i < 0 && crlfs == lf {
-				return b // every line end is CRLF already
-			}
-			break
-		}
-		crlfs++
-		rest = rest[i+2:]
-	}
-	out := make([]byte, 0, len(b)+lf+2)
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '\r':
-			out = append(out, '\r', '\n')
-			if i+1 < len(b) && b[i+1] == '\n' {
-				i++
-			}
-		case '\n':
-			out = append(out, '\r', '\n')
-		default:
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // isASCIIBytes reports whether b has only 7-bit octets, 8 at a time.
 func isASCIIBytes(b []byte) bool {
 	for len(b) >= 8 {
@@ -388,7 +356,7 @@ func (t *Template) renderRaw(data map[string]any, r *Recipient, meta Meta, bufs 
 	if err := t.raw.execute(buf, t.max, data); err != nil {
 		return Rendered{}, err
 	}
-	msg := crlf(buf.Bytes())
+	msg := crlf.Normalize(buf.Bytes())
 	if bytes.IndexByte(msg, 0) >= 0 {
 		return Rendered{}, errors.New("NUL character in message")
 	}

@@ -405,15 +405,3 @@ func TestRenderCapped(t *testing.T) {
 		t.Errorf("%d %s", code, body)
 	}
 }
-
-func TestCRLF(t *testing.T) {
-	cases := []struct{ in, want string }{
-		{"", ""}, {"a", "a"}, {"a\r\nb\r\n", "a\r\nb\r\n"}, {"a\nb", "a\r\nb"}, {"a\rb", "a\r\nb"},
-		{"a\r", "a\r\n"}, {"x\r\n\ny", "x\r\n\r\ny"}, {"\r\r\n", "\r\n\r\n"},
-	}
-	for _, c := range cases {
-		if got := string(crlf([]byte(c.in))); got != c.want {
-			t.Errorf("crlf(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	ttemplate "text/template"
+
+	"github.com/sluice-mta/sluice/engine/crlf"
 )
 
 // Template is a compiled Content. It is safe for concurrent use: one
@@ -61,7 +63,7 @@ func parseText(field, src string) (*tmpl, *RequestError) {
 	if err == nil && strings.Contains(src, "\n") && (field == "content" || field == "content.text_body") {
 		// Parse again with CRLF line ends, so rendering rarely converts
 		// them. Parse errors keep the line numbers of the original.
-		t, err = ttemplate.New(field).Option("missingkey=error").Parse(string(crlf([]byte(src))))
+		t, err = ttemplate.New(field).Option("missingkey=error").Parse(string(crlf.Normalize([]byte(src))))
 	}
 	if err != nil {
 		return nil, templateError(field, err)
@@ -105,7 +107,7 @@ func Compile(c *Content) (*Template, *RequestError) {
 	if c.HTMLBody != "" {
 		h, err := htemplate.New("content.html_body").Option("missingkey=error").Parse(c.HTMLBody)
 		if err == nil {
-			h, err = htemplate.New("content.html_body").Option("missingkey=error").Parse(string(crlf([]byte(c.HTMLBody))))
+			h, err = htemplate.New("content.html_body").Option("missingkey=error").Parse(string(crlf.Normalize([]byte(c.HTMLBody))))
 		}
 		if err != nil {
 			return nil, templateError("content.html_body", err)
