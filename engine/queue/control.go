@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"maps"
 	"path"
 	"strings"
 	"sync"
@@ -343,22 +344,22 @@ func (s *Scheduler) ReleaseJob(job string) bool {
 func (s *Scheduler) Paused() map[string]string {
 	s.ctl.mu.Lock()
 	defer s.ctl.mu.Unlock()
-	m := make(map[string]string, len(s.ctl.pauses))
-	for k, v := range s.ctl.pauses {
-		m[k] = v
-	}
-	return m
+	return copyReasons(s.ctl.pauses)
 }
 
 // HeldJobs returns the held jobs and their reasons.
 func (s *Scheduler) HeldJobs() map[string]string {
 	s.ctl.mu.Lock()
 	defer s.ctl.mu.Unlock()
-	m := make(map[string]string, len(s.ctl.held))
-	for k, v := range s.ctl.held {
-		m[k] = v
-	}
-	return m
+	return copyReasons(s.ctl.held)
+}
+
+// copyReasons copies a name → reason map; never nil, so that it encodes
+// as {} rather than null.
+func copyReasons(m map[string]string) map[string]string {
+	c := make(map[string]string, len(m))
+	maps.Copy(c, m)
+	return c
 }
 
 func requestedVMTA(m *message) string {
